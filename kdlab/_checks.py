@@ -1,0 +1,84 @@
+"""Argument validation shared by the public API.
+
+Every message names the argument, the value it got and what would be valid, so that a
+mistake is fixed from the message alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def positive(name: str, value: float) -> float:
+    """Reject ``value <= 0`` (and NaN)."""
+    if not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def in_range(name: str, value: float, low: float, high: float) -> float:
+    """Reject values outside the closed interval [low, high]."""
+    if not (isinstance(value, (int, float)) and low <= value <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return value
+
+
+def at_least(name: str, value: int, minimum: int) -> int:
+    """Reject integers below ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def choice(name: str, value: Any, valid: Iterable[Any]) -> Any:
+    """Reject a value that is not one of ``valid``."""
+    valid = list(valid)
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {valid}, got {value!r}")
+    return value
+
+
+def logits(name: str, tensor: Tensor) -> Tensor:
+    """Require a floating (batch, classes) tensor."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, classes), got shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {tensor.dtype}")
+    return tensor
+
+
+def same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    """Require two tensors of one shape (for example student and teacher logits)."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def labels(name: str, tensor: Tensor, batch: int, classes: int) -> Tensor:
+    """Require integer class labels of shape (batch,) with values in [0, classes)."""
+    if tensor.dim() != 1 or tensor.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},), got shape {tuple(tensor.shape)}")
+    if tensor.is_floating_point():
+        raise TypeError(f"{name} must hold integer class indices, got dtype {tensor.dtype}")
+    if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= classes):
+        raise ValueError(
+            f"{name} must lie in [0, {classes - 1}] for {classes} classes, "
+            f"got values in [{int(tensor.min())}, {int(tensor.max())}]"
+        )
+    return tensor
+
+
+def finite(name: str, tensor: Tensor) -> Tensor:
+    """Reject tensors that contain NaN or infinity."""
+    if not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
+    return tensor

@@ -1,0 +1,136 @@
+"""Running chapters with papermill and building the Jupyter Book (used by ``kdlab run`` and ``kdlab book``)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdlab import _checks
+from kdlab.profiles import PROFILES
+
+
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The book's root: the nearest folder at or above ``start`` (default: here) holding ``_toc.yml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists() and (folder / "book").is_dir():
+            return folder
+    raise FileNotFoundError(
+        f"no kdlab book found at or above {str(here)!r} (a folder with _toc.yml and book/); "
+        "run from a clone of the kdlab repository or pass --root"
+    )
+
+
+def chapters(root: Path) -> list[str]:
+    """The notebook chapters listed in ``_toc.yml``, in order (names without ``book/`` and suffix)."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files: list[str] = [toc.get("root", "")]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+            for part in entry.get("parts", []):
+                walk(part.get("chapters", []))
+
+    walk(toc.get("chapters", []))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    return [Path(f).name for f in files if f and (root / f"{f}.ipynb").exists()]
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value: a Python literal when it parses as one (``30``, ``0.5``, ``[1, 2]``, ``None``), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, Any]:
+    """``["epochs=30", "device=cuda"]`` -> ``{"epochs": 30, "device": "cuda"}``."""
+    parameters = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"parameter must look like name=value, got {pair!r}")
+        parameters[name] = parse_value(value)
+    return parameters
+
+
+def run_chapter(
+    root: Path, chapter: str, profile: str, parameters: dict[str, Any], out: Path, kernel: str = "python3"
+) -> Path:
+    """Execute ``book/<chapter>.ipynb`` with papermill at ``profile`` into ``out/<chapter>.ipynb``.
+
+    A parameter that the chapter's ``parameters`` cell does not define is an error (papermill
+    would only warn). The injected-parameters cell is tagged ``remove-cell`` so a book built from
+    the executed notebook does not show it. The chapter runs in ``out`` (its results land in
+    ``out/results``).
+    """
+    import nbformat
+    import papermill
+
+    _checks.choice("profile", profile, PROFILES)
+    known = chapters(root)
+    if chapter not in known:
+        raise ValueError(f"chapter must be one of {known}, got {chapter!r}")
+    source = root / "book" / f"{chapter}.ipynb"
+    declared = papermill.inspect_notebook(str(source))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(f"chapter {chapter!r} has no parameter(s) {unknown}; its parameters are {sorted(declared)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for extra in (root / "book").iterdir():  # figures and data files the chapter reads beside it
+        if extra.suffix not in (".ipynb", ".md") and extra.is_file():
+            shutil.copy2(extra, out / extra.name)
+    target = out / f"{chapter}.ipynb"
+    papermill.execute_notebook(
+        str(source), str(target), parameters={"profile": profile, **parameters},
+        cwd=str(out), kernel_name=kernel, progress_bar=False,
+    )
+    notebook = nbformat.read(target, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(notebook, target)
+    return target
+
+
+def build(root: Path, executed: Path | None = None, strict: bool = True) -> Path:
+    """Build the HTML book; returns the path of its ``index.html``.
+
+    Without ``executed``, jupyter-book executes every chapter at its ``parameters`` cell's profile
+    (``default``), caching results in ``_build/.jupyter_cache``. With ``executed`` (a folder of
+    notebooks from :func:`run_chapter`), a copy of the book that uses them is built with
+    execution off: CI's seconds-long build of the smoke-profile notebooks.
+    """
+    source = root
+    if executed is not None:
+        source = root / "_build" / "staged"
+        shutil.rmtree(source, ignore_errors=True)
+        shutil.copytree(root / "book", source / "book", ignore=shutil.ignore_patterns("results", "*.ipynb"))
+        for name in chapters(root):
+            notebook = Path(executed) / f"{name}.ipynb"
+            if not notebook.exists():
+                raise FileNotFoundError(f"{notebook} is missing: run `kdlab run {name} --out {executed}` first")
+            shutil.copy2(notebook, source / "book" / notebook.name)
+        shutil.copy2(root / "_toc.yml", source / "_toc.yml")
+        config = yaml.safe_load((root / "_config.yml").read_text())
+        config.setdefault("execute", {})["execute_notebooks"] = "off"
+        (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "jupyter_book", "build", str(source)]
+    if strict:
+        command += ["-W", "-n", "--keep-going"]
+    env = {**os.environ, "KDLAB_PROGRESS": os.environ.get("KDLAB_PROGRESS", "0")}
+    subprocess.run(command, check=True, env=env)
+    return source / "_build" / "html" / "index.html"

@@ -1,0 +1,87 @@
+"""The ``kdlab`` command: run a chapter with a profile, build the book, run the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import webbrowser
+from pathlib import Path
+
+from kdlab import book
+from kdlab.profiles import PROFILES
+
+
+def _run(args: argparse.Namespace) -> int:
+    root = book.find_root(args.root)
+    parameters = book.parse_parameters(args.parameter or [])
+    if args.device is not None:
+        parameters["device"] = args.device
+    names = book.chapters(root) if args.chapter == "all" else [args.chapter]
+    out = Path(args.out or root / "_build" / "runs" / args.profile)
+    for name in names:
+        print(f"kdlab: running {name} at profile {args.profile} -> {out / (name + '.ipynb')}", flush=True)
+        book.run_chapter(root, name, args.profile, parameters, out, kernel=args.kernel)
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    root = book.find_root(args.root)
+    index = book.build(root, executed=Path(args.executed) if args.executed else None)
+    print(f"kdlab: the book is at {index}")
+    if args.open:
+        webbrowser.open(index.as_uri())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    root = book.find_root(args.root)
+    scripts = sorted((root / "benchmarks").glob("*.py"))
+    if args.only:
+        scripts = [s for s in scripts if s.stem in args.only]
+    failed = 0
+    for script in scripts:
+        print(f"== {script.stem}", flush=True)
+        command = [sys.executable, str(script)]
+        if args.json_dir:
+            command += ["--json", str(Path(args.json_dir) / f"{script.stem}.json")]
+        failed += subprocess.run(command).returncode != 0
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kdlab", description=__doc__)
+    parser.add_argument("--root", help="the book's folder (default: found at or above the working directory)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="execute a chapter with papermill at a profile")
+    run.add_argument("chapter", help="a chapter name from _toc.yml (e.g. soft_targets), or 'all'")
+    run.add_argument("--profile", choices=PROFILES, default="default")
+    run.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE", help="override a knob (repeatable)")
+    run.add_argument("--device", help="cpu, cuda or mps (default: the chapter's choice)")
+    run.add_argument("--out", help="output folder (default: _build/runs/PROFILE)")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    run.set_defaults(handler=_run)
+
+    build = commands.add_parser("book", help="build the HTML book (executing every chapter at default)")
+    build.add_argument("--executed", help="build from already executed notebooks in this folder, execution off")
+    build.add_argument("--open", action="store_true", help="open the book in a browser when built")
+    build.set_defaults(handler=_book)
+
+    bench = commands.add_parser("bench", help="run the speed and memory benchmarks in benchmarks/")
+    bench.add_argument("only", nargs="*", help="benchmark names (default: all)")
+    bench.add_argument("--json-dir", help="write each benchmark's numbers as JSON here")
+    bench.set_defaults(handler=_bench)
+
+    args = parser.parse_args(argv)
+    os.environ.setdefault("KDLAB_PROGRESS", "0")
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"kdlab: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

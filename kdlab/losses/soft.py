@@ -1,0 +1,88 @@
+"""Output-level distillation: soft targets (Hinton et al. 2015) and logit regression (Ba & Caruana 2014)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from kdlab import _checks
+
+
+def _check_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
+    _checks.logits("student_logits", student_logits)
+    _checks.logits("teacher_logits", teacher_logits)
+    _checks.same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
+
+
+def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Hinton et al. (2015), sec. 2: T^2 * KL(softmax(z_t / T) || softmax(z_s / T)), batch mean.
+
+    The KL divergence, not the cross-entropy H(p_t, p_s): the two differ by the teacher's entropy, a
+    constant for the student, so they have the same gradient, but only the KL goes to zero when the
+    student matches the teacher (the "barely decreasing" cross-entropy of seed 001). The T^2 factor
+    keeps the gradient's scale independent of T (the soft gradients scale as 1/T^2), so the soft and
+    hard terms can be mixed with one weight. Summed over classes, averaged over the batch (the
+    "batchmean" convention: the per-example KL, as in the paper, not a mean over classes).
+    The teacher's logits are a target: pass them detached (or from a cache).
+
+    Shapes: (batch, classes), (batch, classes) -> scalar.
+    """
+    _check_pair(student_logits, teacher_logits)
+    _checks.positive("temperature", temperature)
+    # log_softmax on both sides keeps logits of magnitude 1e4 finite at any temperature.
+    student_log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher_log_p = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    kl = F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+def distillation_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float,
+    alpha: float,
+) -> dict[str, Tensor]:
+    """The two terms of Hinton's objective and their weighted sum, for logging each.
+
+    Returns ``{"loss": alpha * soft + (1 - alpha) * hard, "soft": soft_target_loss(...),
+    "hard": cross_entropy(student_logits, labels)}``; see :func:`distillation_loss`.
+    """
+    _check_pair(student_logits, teacher_logits)
+    _checks.labels("labels", labels, student_logits.shape[0], student_logits.shape[1])
+    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    soft = soft_target_loss(student_logits, teacher_logits, temperature)
+    hard = F.cross_entropy(student_logits.float(), labels)
+    return {"loss": alpha * soft + (1.0 - alpha) * hard, "soft": soft, "hard": hard}
+
+
+def distillation_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float,
+    alpha: float,
+) -> Tensor:
+    """Hinton et al. (2015), sec. 2: alpha * T^2 KL(p_t^T || p_s^T) + (1 - alpha) * CE(y, p_s^1).
+
+    A weighted average of the soft-target loss at temperature T (see :func:`soft_target_loss`)
+    and the cross-entropy with the true labels at temperature 1; the paper puts "a considerably
+    lower weight" on the hard term, i.e. alpha close to 1. Both terms are batch means.
+
+    Shapes: (batch, classes), (batch, classes), (batch,) int64 -> scalar.
+    """
+    return distillation_terms(student_logits, teacher_logits, labels, temperature, alpha)["loss"]
+
+
+def logit_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """Ba & Caruana (2014), eq. 1: 1/2 ||z_s - z_t||^2 on the logits, batch mean.
+
+    Regression on the teacher's pre-softmax values: summed over classes, averaged over the
+    batch (the paper's 1/(2T) sum_t over T training cases). Hinton et al. show that the soft-target
+    gradient tends to (z_s - z_t) / C as T grows, for zero-mean logits: logit matching is the
+    high-temperature limit of distillation (up to a constant factor).
+
+    Shapes: (batch, classes), (batch, classes) -> scalar.
+    """
+    _check_pair(student_logits, teacher_logits)
+    return 0.5 * (student_logits.float() - teacher_logits.float()).pow(2).sum(dim=1).mean()

@@ -1,0 +1,107 @@
+"""What a result is: errors, accuracy, calibration, agreement, size and speed."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import Tensor, nn
+
+from kdlab import _checks
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
+    """Logits of ``model`` (in eval mode) on ``x``, batched, on ``x``'s device, as float32.
+
+    The model's train/eval mode is restored afterwards. Shapes: (n, ...) -> (n, classes).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        outputs = [model(x[i : i + batch_size].to(device)).float() for i in range(0, x.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs).to(x.device)
+
+
+def error_count(logits: Tensor, labels: Tensor) -> int:
+    """Number of examples whose arg-max prediction differs from the label (Hinton et al. report these)."""
+    _checks.logits("logits", logits)
+    _checks.labels("labels", labels, logits.shape[0], logits.shape[1])
+    return int((logits.argmax(dim=1) != labels).sum())
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Fraction of correct arg-max predictions."""
+    return 1.0 - error_count(logits, labels) / logits.shape[0]
+
+
+def agreement(student_logits: Tensor, teacher_logits: Tensor) -> float:
+    """Fraction of examples where student and teacher predict the same class."""
+    _checks.logits("student_logits", student_logits)
+    _checks.same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
+    return float((student_logits.argmax(1) == teacher_logits.argmax(1)).float().mean())
+
+
+def ece(logits: Tensor, labels: Tensor, bins: int = 15) -> float:
+    """Expected calibration error (Guo et al. 2017): sum_b |B_b|/n * |acc(B_b) - conf(B_b)|.
+
+    Confidence is the top softmax probability; ``bins`` equal-width bins on [0, 1]; a bin's
+    weight is its share of the examples. Shapes: (n, classes), (n,) -> float.
+    """
+    _checks.logits("logits", logits)
+    _checks.labels("labels", labels, logits.shape[0], logits.shape[1])
+    _checks.at_least("bins", bins, 1)
+    confidence, prediction = logits.float().softmax(dim=1).max(dim=1)
+    correct = (prediction == labels).float()
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 cannot occur.
+    index = (confidence * bins).ceil().long().clamp(1, bins) - 1
+    count = torch.zeros(bins).index_add_(0, index.cpu(), torch.ones_like(confidence).cpu())
+    gap = torch.zeros(bins).index_add_(0, index.cpu(), (correct - confidence).cpu())
+    return float(gap.abs().sum() / logits.shape[0]) if count.sum() else 0.0
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.inference_mode()
+def latency(model: nn.Module, example: Tensor, repeats: int = 20, warmup: int = 3) -> float:
+    """Median seconds of one forward pass of ``model`` (eval mode) on the batch ``example``."""
+    _checks.at_least("repeats", repeats, 1)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        for k in range(warmup + repeats):
+            if example.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(example)
+            if example.is_cuda:
+                torch.cuda.synchronize()
+            if k >= warmup:
+                times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return sorted(times)[len(times) // 2]
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of a sequence of numbers."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("values must hold at least one number, got none")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def format_mean_std(values, digits: int = 1) -> str:
+    """``"74.5 ± 3.5 (n=2)"``: how kdlab prints a result over seeds."""
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={len(list(values))})"

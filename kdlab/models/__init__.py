@@ -1,0 +1,20 @@
+"""The architectures of the source papers, each with named feature points (module names).
+
+Note: the functions ``vgg`` and ``resnet`` shadow their submodules' names here; their
+configuration constants are re-exported with a prefix (``VGG_TEACHER_CFG``...).
+"""
+
+from kdlab.models.lenet import STUDENT_WIDTHS, TEACHER_WIDTHS, lenet
+from kdlab.models.mlp import MaxNormLinear, constrain_, mlp
+from kdlab.models.regressor import regressor
+from kdlab.models.resnet import FSP_PAIRS
+from kdlab.models.resnet import resnet as resnet
+from kdlab.models.vgg import MARKERS as VGG_MARKERS
+from kdlab.models.vgg import STUDENT_CFG as VGG_STUDENT_CFG
+from kdlab.models.vgg import TEACHER_CFG as VGG_TEACHER_CFG
+from kdlab.models.vgg import vgg as vgg
+
+__all__ = [
+    "mlp", "lenet", "vgg", "resnet", "regressor", "MaxNormLinear", "constrain_", "TEACHER_WIDTHS",
+    "STUDENT_WIDTHS", "VGG_TEACHER_CFG", "VGG_STUDENT_CFG", "VGG_MARKERS", "FSP_PAIRS",
+]

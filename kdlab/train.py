@@ -1,0 +1,269 @@
+"""The one training loop. Every method is an *objective* handed to :func:`fit`.
+
+An objective is ``objective(model, batch) -> terms``: ``batch`` is the tuple of tensors the
+loader yields (e.g. ``(x, y)`` or ``(x, y, teacher_logits)``), and ``terms`` a dict of named
+scalar tensors whose key ``"loss"`` is minimised; every other key is logged as it is (pass the
+weighted parts, or detached diagnostics). An objective may instead *yield* several such dicts:
+each gets its own optimiser step, in turn, before the next is computed (Deep Mutual Learning's
+alternating updates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from kdlab import _checks, _io, metrics, runtime
+from kdlab.data import TensorLoader, Tensors
+from kdlab.models import constrain_
+
+Terms = Mapping[str, Tensor]
+Objective = Callable[[nn.Module, tuple[Tensor, ...]], Union[Terms, Iterator[Terms]]]
+Evaluate = Callable[[nn.Module], Mapping[str, float]]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = (None, "cosine")
+
+
+@dataclass
+class History:
+    """Every logged term and test metric, one dict per finished epoch."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[float]:
+        if self.epochs and key not in self.epochs[-1]:
+            raise KeyError(f"history has no {key!r}; it has {sorted(self.epochs[-1])}")
+        return [row.get(key, math.nan) for row in self.epochs]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def last(self, key: str) -> float:
+        """The value of ``key`` at the last epoch (kdlab reports last-epoch metrics)."""
+        if not self.epochs:
+            raise ValueError("history is empty: no epoch has finished")
+        return self[key][-1]
+
+    def keys(self) -> list[str]:
+        return list(self.epochs[-1]) if self.epochs else []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": [dict(row) for row in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> History:
+        return cls([dict(row) for row in state["epochs"]])
+
+    def frame(self):
+        """The history as a pandas DataFrame, one row per epoch."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs)
+
+
+def cross_entropy(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """The plain objective: cross-entropy with the labels, ``batch = (x, y, ...)``."""
+    loss = F.cross_entropy(model(batch[0]).float(), batch[1])
+    return {"loss": loss}
+
+
+def classification(test: Tensors | tuple[Tensor, Tensor], batch_size: int = 1000) -> Evaluate:
+    """The default evaluation: test error count, accuracy and cross-entropy on ``test``."""
+    x, y = test.tensors if isinstance(test, Tensors) else test
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        logits = metrics.predict(model, x.to(device), batch_size)
+        labels = y.to(device)
+        errors = metrics.error_count(logits, labels)
+        return {
+            "test_error": float(errors),
+            "test_accuracy": 1.0 - errors / len(labels),
+            "test_loss": float(F.cross_entropy(logits, labels)),
+        }
+
+    return evaluate
+
+
+def make_optimizer(
+    name: str, parameters: Iterable[Tensor], lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """``adam``, ``adamw`` or ``sgd`` (Nesterov momentum) over ``parameters``."""
+    _checks.choice("optimizer", name, OPTIMIZERS)
+    _checks.positive("lr", lr)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+
+
+def _steps(objective: Objective, model: nn.Module, batch: tuple[Tensor, ...]) -> Iterator[Terms]:
+    out = objective(model, batch)
+    if isinstance(out, Mapping):
+        yield out
+    else:
+        yield from out
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    return os.environ.get("KDLAB_PROGRESS", "1") not in ("0", "false", "no")
+
+
+def fit(
+    model: nn.Module,
+    train: TensorLoader | Iterable[tuple[Tensor, ...]],
+    objective: Objective = cross_entropy,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    weight_decay: float = 0.0,
+    schedule: str | None = None,
+    test: Tensors | tuple[Tensor, Tensor] | None = None,
+    evaluate: Evaluate | None = None,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` in place for ``epochs`` epochs over ``train``, minimising ``objective``.
+
+    - ``train``: a :class:`~kdlab.data.TensorLoader` (its tensors are moved to the device once) or
+      any iterable of batches (a ``DataLoader``: each batch is moved to the device).
+    - ``optimizer``: ``"adam"``, ``"adamw"``, ``"sgd"`` (built over the trainable parameters of
+      ``model`` with ``lr`` and ``weight_decay``), or a ready optimiser. ``schedule="cosine"``
+      anneals the rate to zero over all steps.
+    - After each epoch: ``evaluate(model)`` (default: test error, accuracy and loss on ``test``) is
+      logged with each term's epoch mean, the seconds the epoch took and the learning rate; then,
+      if ``checkpoint`` is a path, everything needed to continue (weights, optimiser, schedule,
+      loader and RNG states, history) is written atomically. ``resume=True`` continues from that
+      file, and on CPU reaches the same final weights as an uninterrupted run.
+    - A non-finite term stops the run with ``FloatingPointError`` naming the epoch and the term;
+      the checkpoint of the last good epoch is kept.
+    - On CUDA with ``amp``, the objective runs under bf16 autocast.
+    """
+    _checks.at_least("epochs", epochs, 1)
+    _checks.choice("schedule", schedule, SCHEDULES)
+    where = runtime.device(device)
+    model.to(where)
+    if isinstance(train, TensorLoader) and train.device != where:
+        train.tensors = tuple(t.to(where) for t in train.tensors)
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    steps_per_epoch = len(train)  # type: ignore[arg-type]
+    total_steps = epochs * steps_per_epoch
+    scheduler = None
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+    if evaluate is None and test is not None:
+        evaluate = classification(test)
+    history = History()
+    start_epoch = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if resume and path is not None and path.exists():
+        start_epoch = _restore(path, model, optimizer, scheduler, train, history, where)
+
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if amp and where.type == "cuda" else contextlib.nullcontext()
+    )
+    bar = tqdm(
+        total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc, leave=False,
+        disable=not _progress_enabled(progress),
+    )
+    try:
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            started = time.perf_counter()
+            sums: dict[str, Tensor] = {}
+            counts: dict[str, int] = {}
+            for batch in train:
+                batch = tuple(t.to(where, non_blocking=True) for t in batch)
+                steps = _steps(objective, model, batch)
+                while True:
+                    with autocast:
+                        terms = next(steps, None)
+                    if terms is None:
+                        break
+                    if "loss" not in terms:
+                        raise KeyError(f"the objective must return a 'loss' term, got {sorted(terms)}")
+                    optimizer.zero_grad(set_to_none=True)
+                    terms["loss"].backward()
+                    optimizer.step()
+                    constrain_(model)
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, 0.0) + value.detach().float()
+                        counts[name] = counts.get(name, 0) + 1
+                if scheduler is not None:
+                    scheduler.step()
+                bar.update(1)
+            row: dict[str, float] = {"epoch": float(epoch + 1)}
+            for name, total in sums.items():
+                value = float(total) / counts[name]
+                if not math.isfinite(value):
+                    kept = f"; the checkpoint of epoch {epoch} is kept at {path}" if path and epoch else ""
+                    raise FloatingPointError(f"loss term {name!r} became {value} during epoch {epoch + 1}{kept}")
+                row[name] = value
+            row["seconds"] = time.perf_counter() - started
+            row["lr"] = optimizer.param_groups[0]["lr"]
+            if evaluate is not None:
+                row.update(evaluate(model))
+            history.epochs.append(row)
+            bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "test_error")})
+            if path is not None:
+                _save(path, model, optimizer, scheduler, train, history, epoch + 1)
+    finally:
+        bar.close()
+    return history
+
+
+def _save(path: Path, model, optimizer, scheduler, train, history: History, epochs_done: int) -> None:
+    state = {
+        "epochs_done": epochs_done,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "loader": train.state_dict() if hasattr(train, "state_dict") else None,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "history": history.to_dict(),
+    }
+    _io.atomic_torch_save(state, path)
+
+
+def _restore(path: Path, model, optimizer, scheduler, train, history: History, where: torch.device) -> int:
+    try:
+        state = torch.load(path, map_location=where, weights_only=False)
+        model.load_state_dict(state["model"])
+    except Exception as error:
+        raise RuntimeError(
+            f"checkpoint {str(path)!r} cannot be resumed ({error}); delete it or pass resume=False"
+        ) from error
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if state["loader"] is not None and hasattr(train, "load_state_dict"):
+        train.load_state_dict(state["loader"])
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if state["rng_cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+    history.epochs[:] = History.from_dict(state["history"]).epochs
+    return int(state["epochs_done"])

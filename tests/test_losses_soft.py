@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+
+from kdlab import losses
+
+
+def hand_kl(p: list[float], q: list[float]) -> float:
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+
+
+def softmax(z: list[float], t: float) -> list[float]:
+    e = [math.exp(v / t) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def test_soft_target_loss_matches_hand_computed_kl_times_t_squared():
+    student = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
+    teacher = [[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    t = 3.0
+    expected = sum(hand_kl(softmax(tr, t), softmax(sr, t)) for sr, tr in zip(student, teacher)) / 2 * t * t
+    got = losses.soft_target_loss(torch.tensor(student), torch.tensor(teacher), t)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_target_loss_is_cross_entropy_minus_teacher_entropy():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(8, 10), torch.randn(8, 10)
+    t = 4.0
+    p = torch.softmax(teacher / t, 1)
+    cross_entropy = -(p * torch.log_softmax(student / t, 1)).sum(1).mean()
+    entropy = -(p * p.log()).sum(1).mean()
+    got = losses.soft_target_loss(student, teacher, t)
+    torch.testing.assert_close(got, (cross_entropy - entropy) * t * t)
+
+
+def test_soft_target_loss_is_zero_for_equal_logits_and_invariant_to_shifts():
+    torch.manual_seed(1)
+    z = torch.randn(5, 7)
+    assert losses.soft_target_loss(z, z, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    other = torch.randn(5, 7)
+    torch.testing.assert_close(
+        losses.soft_target_loss(z + 3.0, other - 2.0, 2.0), losses.soft_target_loss(z, other, 2.0)
+    )
+
+
+def test_high_temperature_gradient_approaches_logit_matching():
+    # Hinton et al. sec. 2.1: for zero-mean logits, the soft-target gradient (with the T^2 factor)
+    # tends to (z_s - z_t) / classes, i.e. the logit_mse gradient divided by the number of classes.
+    torch.manual_seed(2)
+    student, teacher = torch.randn(4, 10), torch.randn(4, 10)
+    student, teacher = student - student.mean(1, keepdim=True), teacher - teacher.mean(1, keepdim=True)
+    s1 = student.clone().requires_grad_(True)
+    (g_soft,) = torch.autograd.grad(losses.soft_target_loss(s1, teacher, 1000.0), s1)
+    s2 = student.clone().requires_grad_(True)
+    (g_mse,) = torch.autograd.grad(losses.logit_mse(s2, teacher), s2)
+    torch.testing.assert_close(g_soft, g_mse / 10, atol=1e-4, rtol=1e-3)
+
+
+def test_distillation_loss_is_the_weighted_sum_of_its_terms():
+    torch.manual_seed(3)
+    student, teacher = torch.randn(6, 4), torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    soft = losses.soft_target_loss(student, teacher, 5.0)
+    hard = -torch.log_softmax(student, 1)[torch.arange(6), labels].mean()
+    got = losses.distillation_loss(student, teacher, labels, 5.0, 0.7)
+    torch.testing.assert_close(got, 0.7 * soft + 0.3 * hard)
+    assert losses.distillation_loss(student, teacher, labels, 5.0, 0.0).item() == pytest.approx(hard.item(), rel=1e-6)
+
+
+def test_logit_mse_by_hand():
+    student = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    teacher = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    # per example: 0.5 * (1 + 4) = 2.5 and 0.5 * (9 + 16) = 12.5; batch mean 7.5
+    assert losses.logit_mse(student, teacher).item() == pytest.approx(7.5)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 1.0, 100.0])
+def test_losses_are_finite_for_huge_logits(temperature):
+    torch.manual_seed(4)
+    student, teacher = torch.randn(4, 10) * 1e4, torch.randn(4, 10) * 1e4
+    labels = torch.tensor([0, 1, 2, 3])
+    for value in (
+        losses.soft_target_loss(student, teacher, temperature),
+        losses.distillation_loss(student, teacher, labels, temperature, 0.5),
+    ):
+        assert torch.isfinite(value)
+
+
+def test_bad_inputs_name_the_argument():
+    z = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0.0"):
+        losses.soft_target_loss(z, z, 0.0)
+    with pytest.raises(ValueError, match="same shape"):
+        losses.soft_target_loss(z, torch.randn(3, 5), 1.0)
+    with pytest.raises(ValueError, match=r"student_logits must have shape \(batch, classes\)"):
+        losses.soft_target_loss(torch.randn(3), torch.randn(3), 1.0)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0.0, 1.0\], got 1.5"):
+        losses.distillation_loss(z, z, torch.tensor([0, 1, 2]), 1.0, 1.5)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        losses.distillation_loss(z, z, torch.tensor([0, 1, 9]), 1.0, 0.5)

@@ -1,0 +1,130 @@
+import pytest
+import torch
+
+from kdlab import data, models, train
+from kdlab.train import History, fit
+
+
+def digits_loader(seed=0, batch_size=64):
+    split = data.load("digits")
+    return split, data.TensorLoader(*split.train.tensors, batch_size=batch_size, seed=seed)
+
+
+def dropout_net():
+    torch.manual_seed(0)
+    return models.mlp((64, 32, 10), dropout=0.3)
+
+
+def test_fit_learns_and_logs_every_term_and_test_metric():
+    split, loader = digits_loader()
+    history = fit(dropout_net(), loader, epochs=4, lr=1e-2, test=split.test, device="cpu")
+    assert len(history) == 4
+    assert {"epoch", "loss", "seconds", "lr", "test_error", "test_accuracy", "test_loss"} <= set(history.keys())
+    assert history["test_error"][-1] < history["test_error"][0]
+    assert history.last("test_accuracy") > 0.8
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupting(after_batches):
+    calls = {"n": 0}
+
+    def objective(model, batch):
+        calls["n"] += 1
+        if calls["n"] > after_batches:
+            raise Interrupt
+        return train.cross_entropy(model, batch)
+
+    return objective
+
+
+@pytest.mark.parametrize("schedule", [None, "cosine"])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, schedule):
+    knobs = dict(epochs=3, lr=1e-2, device="cpu", schedule=schedule, optimizer="adam")
+    _, loader = digits_loader()
+    reference = dropout_net()
+    fit(reference, loader, checkpoint=tmp_path / "a.pt", **knobs)
+
+    _, loader = digits_loader()
+    interrupted = dropout_net()
+    per_epoch = len(loader)
+    with pytest.raises(Interrupt):  # dies in the middle of the third epoch
+        fit(interrupted, loader, interrupting(2 * per_epoch + 3), checkpoint=tmp_path / "b.pt", **knobs)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epochs_done"] == 2
+
+    _, loader = digits_loader()
+    resumed = dropout_net()
+    history = fit(resumed, loader, checkpoint=tmp_path / "b.pt", resume=True, **knobs)
+    assert len(history) == 3
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_non_finite_term_stops_with_epoch_and_term_named_and_keeps_the_checkpoint(tmp_path):
+    _, loader = digits_loader()
+    per_epoch = len(loader)
+    calls = {"n": 0}
+
+    def objective(model, batch):
+        calls["n"] += 1
+        terms = dict(train.cross_entropy(model, batch))
+        bad = torch.tensor(float("nan")) if calls["n"] > per_epoch + 2 else torch.tensor(0.0)
+        terms["penalty"] = bad
+        return terms
+
+    with pytest.raises(FloatingPointError, match=r"'penalty' became nan during epoch 2.*epoch 1 is kept"):
+        fit(dropout_net(), loader, objective, epochs=3, device="cpu", checkpoint=tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=False)["epochs_done"] == 1
+
+
+def test_an_objective_that_yields_takes_one_step_per_dict():
+    _, loader = digits_loader(batch_size=256)
+    steps = {"n": 0}
+
+    def two_steps(model, batch):
+        for _ in range(2):
+            steps["n"] += 1
+            yield {"loss": train.cross_entropy(model, batch)["loss"]}
+
+    class Counting(torch.optim.SGD):
+        count = 0
+
+        def step(self, closure=None):
+            Counting.count += 1
+            return super().step(closure)
+
+    model = dropout_net()
+    fit(model, loader, two_steps, epochs=1, optimizer=Counting(model.parameters(), lr=0.1), device="cpu")
+    assert Counting.count == steps["n"] == 2 * len(loader)
+
+
+def test_max_norm_constraint_holds_after_training():
+    _, loader = digits_loader()
+    model = models.mlp((64, 32, 10), max_norm=0.5)
+    fit(model, loader, epochs=1, lr=0.05, device="cpu")
+    for module in model.modules():
+        if isinstance(module, models.MaxNormLinear):
+            assert float(module.weight.detach().norm(dim=1).max()) <= 0.5 + 1e-5
+
+
+def test_bad_arguments_are_clear():
+    _, loader = digits_loader()
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
+        fit(dropout_net(), loader, epochs=0)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        fit(dropout_net(), loader, epochs=1, schedule="linear")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        fit(dropout_net(), loader, epochs=1, optimizer="lbfgs")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="torch sees no CUDA GPU"):
+            fit(dropout_net(), loader, epochs=1, device="cuda")
+
+
+def test_history_round_trips_and_names_missing_keys():
+    history = History([{"epoch": 1.0, "loss": 0.5}, {"epoch": 2.0, "loss": 0.25}])
+    assert History.from_dict(history.to_dict()).epochs == history.epochs
+    assert history["loss"] == [0.5, 0.25]
+    with pytest.raises(KeyError, match="history has no 'test_error'"):
+        history["test_error"]
