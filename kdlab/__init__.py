@@ -13,6 +13,17 @@ from kdlab.data import TensorLoader, load  # noqa: E402
 from kdlab.train import History, fit  # noqa: E402
 
 __all__ = [
-    "__version__", "cache", "data", "features", "losses", "metrics", "models", "runtime", "train",
-    "TensorLoader", "load", "History", "fit",
+    "__version__",
+    "cache",
+    "data",
+    "features",
+    "losses",
+    "metrics",
+    "models",
+    "runtime",
+    "train",
+    "TensorLoader",
+    "load",
+    "History",
+    "fit",
 ]

@@ -1,4 +1,4 @@
-"""Running chapters with papermill and building the Jupyter Book (used by ``kdlab run`` and ``kdlab book``)."""
+"""Running chapters with papermill and building the Jupyter Book (``kdlab run``, ``kdlab book``)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def chapters(root: Path) -> list[str]:
 
 
 def parse_value(text: str) -> Any:
-    """A ``-p`` value: a Python literal when it parses as one (``30``, ``0.5``, ``[1, 2]``, ``None``), else the string."""
+    """A ``-p`` value: a Python literal if it is one (``30``, ``[1, 2]``, ``None``), else the string."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -87,15 +87,21 @@ def run_chapter(
     declared = papermill.inspect_notebook(str(source))
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
-        raise ValueError(f"chapter {chapter!r} has no parameter(s) {unknown}; its parameters are {sorted(declared)}")
+        raise ValueError(
+            f"chapter {chapter!r} has no parameter(s) {unknown}; its parameters are {sorted(declared)}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for extra in (root / "book").iterdir():  # figures and data files the chapter reads beside it
         if extra.suffix not in (".ipynb", ".md") and extra.is_file():
             shutil.copy2(extra, out / extra.name)
     target = out / f"{chapter}.ipynb"
     papermill.execute_notebook(
-        str(source), str(target), parameters={"profile": profile, **parameters},
-        cwd=str(out), kernel_name=kernel, progress_bar=False,
+        str(source),
+        str(target),
+        parameters={"profile": profile, **parameters},
+        cwd=str(out),
+        kernel_name=kernel,
+        progress_bar=False,
     )
     notebook = nbformat.read(target, as_version=4)
     for cell in notebook.cells:
@@ -122,13 +128,20 @@ def build(root: Path, executed: Path | None = None, strict: bool = True) -> Path
         for name in chapters(root):
             notebook = Path(executed) / f"{name}.ipynb"
             if not notebook.exists():
-                raise FileNotFoundError(f"{notebook} is missing: run `kdlab run {name} --out {executed}` first")
+                raise FileNotFoundError(
+                    f"{notebook} is missing: run `kdlab run {name} --out {executed}` first"
+                )
             shutil.copy2(notebook, source / "book" / notebook.name)
         shutil.copy2(root / "_toc.yml", source / "_toc.yml")
         config = yaml.safe_load((root / "_config.yml").read_text())
         config.setdefault("execute", {})["execute_notebooks"] = "off"
         (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "jupyter_book", "build", str(source)]
+    script = Path(sys.executable).parent / "jupyter-book"
+    command = [
+        str(script) if script.exists() else (shutil.which("jupyter-book") or "jupyter-book"),
+        "build",
+        str(source),
+    ]
     if strict:
         command += ["-W", "-n", "--keep-going"]
     env = {**os.environ, "KDLAB_PROGRESS": os.environ.get("KDLAB_PROGRESS", "0")}

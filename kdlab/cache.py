@@ -78,16 +78,27 @@ def _read(entry: str, name: str, parts: Mapping[str, Any]) -> dict | None:
             raise ValueError("its digest does not match its contents")
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         expected = json.loads(json.dumps(parts, default=str))
-        if payload.get("name") != name or payload.get("kdlab") != _version() or payload.get("parts") != expected:
+        if (
+            payload.get("name") != name
+            or payload.get("kdlab") != _version()
+            or payload.get("parts") != expected
+        ):
             raise ValueError("it was written for another name, version or parts")
         return payload
     except Exception as error:  # any unreadable entry is recomputed, never used
-        warnings.warn(f"kdlab cache entry {path.name} ({name}) is unusable ({error}); recomputing", stacklevel=3)
+        warnings.warn(
+            f"kdlab cache entry {path.name} ({name}) is unusable ({error}); recomputing", stacklevel=3
+        )
         return None
 
 
 def _write(entry: str, name: str, parts: Mapping[str, Any], payload: dict) -> None:
-    payload = {**payload, "name": name, "kdlab": _version(), "parts": json.loads(json.dumps(parts, default=str))}
+    payload = {
+        **payload,
+        "name": name,
+        "kdlab": _version(),
+        "parts": json.loads(json.dumps(parts, default=str)),
+    }
     folder = cache_dir()
     # The digest goes last: an entry whose digest is missing or stale is treated as corrupt.
     (folder / f"{entry}.sha256").unlink(missing_ok=True)
@@ -144,7 +155,9 @@ def logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
     model_key = getattr(model, _KEY_ATTRIBUTE, None)
     if model_key is None:
         return metrics.predict(model, x, batch_size)
-    value = tensor("logits", lambda: metrics.predict(model, x, batch_size), model=model_key, x=tensor_digest(x))
+    value = tensor(
+        "logits", lambda: metrics.predict(model, x, batch_size), model=model_key, x=tensor_digest(x)
+    )
     return value.to(x.device)
 
 

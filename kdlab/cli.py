@@ -58,14 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="execute a chapter with papermill at a profile")
     run.add_argument("chapter", help="a chapter name from _toc.yml (e.g. soft_targets), or 'all'")
     run.add_argument("--profile", choices=PROFILES, default="default")
-    run.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE", help="override a knob (repeatable)")
+    run.add_argument(
+        "-p", "--parameter", action="append", metavar="NAME=VALUE", help="override a knob (repeatable)"
+    )
     run.add_argument("--device", help="cpu, cuda or mps (default: the chapter's choice)")
     run.add_argument("--out", help="output folder (default: _build/runs/PROFILE)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     run.set_defaults(handler=_run)
 
     build = commands.add_parser("book", help="build the HTML book (executing every chapter at default)")
-    build.add_argument("--executed", help="build from already executed notebooks in this folder, execution off")
+    build.add_argument(
+        "--executed", help="build from already executed notebooks in this folder, execution off"
+    )
     build.add_argument("--open", action="store_true", help="open the book in a browser when built")
     build.set_defaults(handler=_book)
 
@@ -81,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"kdlab: error: {error}", file=sys.stderr)
         return 2
+    except subprocess.CalledProcessError as error:
+        print(f"kdlab: error: {error.cmd[0]} failed with exit status {error.returncode}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -160,7 +160,9 @@ def _mnist(root: str | os.PathLike | None, download: bool) -> Split:
             y_train = np.concatenate([train[1], valid[1]])
             return Split(
                 "mnist",
-                Tensors(torch.from_numpy(x_train.astype(np.float32)), torch.from_numpy(y_train.astype(np.int64))),
+                Tensors(
+                    torch.from_numpy(x_train.astype(np.float32)), torch.from_numpy(y_train.astype(np.int64))
+                ),
                 Tensors(
                     torch.from_numpy(test[0].reshape(-1, 1, 28, 28).astype(np.float32)),
                     torch.from_numpy(test[1].astype(np.int64)),
@@ -188,7 +190,7 @@ def _torchvision(name: str, root: str | os.PathLike | None, download: bool, clas
         from torchvision import datasets
     except ImportError as error:
         raise RuntimeError(
-            f"data set {name!r} needs torchvision: pip install 'kdlab[vision]' (with your torch's torchvision)"
+            f"data set {name!r} needs torchvision: pip install 'kdlab[vision]' (your torch's torchvision)"
         ) from error
     cls = {"mnist": datasets.MNIST, "cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
     try:
@@ -197,7 +199,7 @@ def _torchvision(name: str, root: str | os.PathLike | None, download: bool, clas
         how = (
             f"put the torchvision files of {name} under root={str(folder)!r}"
             if root is not None or not download
-            else f"the download into {str(folder)!r} failed (no network?); download it elsewhere and pass root="
+            else f"the download into {str(folder)!r} failed (no network?); get it elsewhere and pass root="
         )
         also = f", or {hint}" if hint else ""
         raise RuntimeError(f"data set {name!r} is not available: {how}{also}. ({error})") from error
@@ -217,6 +219,10 @@ class TensorLoader:
     outputs ride along with their examples. The permutation comes from the loader's own
     generator, whose state is saved in checkpoints (``state_dict``), so a resumed run sees the
     same batches as an uninterrupted one.
+
+    Under data parallelism (:meth:`shard`, done by :func:`kdlab.train.fit` under ``torchrun``)
+    every process draws the same permutation and keeps every ``world_size``-th example of each
+    global batch, so ``batch_size`` stays the global batch size.
     """
 
     def __init__(
@@ -239,6 +245,14 @@ class TensorLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Keep this process's share (every ``world_size``-th example) of each global batch."""
+        _checks.at_least("world_size", world_size, 1)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size - 1}], got {rank}")
+        self.rank, self.world_size = rank, world_size
 
     @property
     def num_examples(self) -> int:
@@ -259,11 +273,15 @@ class TensorLoader:
         else:
             order = None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            if order is None:
+            if order is None and self.world_size == 1:
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+                continue
+            if order is None:
+                index = torch.arange(start, min(start + self.batch_size, n), device=self.device)
             else:
                 index = order[start : start + self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+            index = index[self.rank :: self.world_size]
+            yield tuple(t[index] for t in self.tensors)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -25,7 +25,9 @@ def _resolve(model: nn.Module, name: str) -> nn.Module:
 
 
 @contextmanager
-def capture(model: nn.Module, names: str | Sequence[str], *, detach: bool = False) -> Iterator[dict[str, Tensor]]:
+def capture(
+    model: nn.Module, names: str | Sequence[str], *, detach: bool = False
+) -> Iterator[dict[str, Tensor]]:
     """Record the outputs of the named submodules during forward passes inside the block.
 
     >>> with capture(student, ["conv2", "fc"]) as features:
@@ -36,6 +38,10 @@ def capture(model: nn.Module, names: str | Sequence[str], *, detach: bool = Fals
     value; the tensors keep their graph unless ``detach=True`` (teachers). An unknown name
     raises ``KeyError`` listing close matches and the model's layer names.
     """
+    # A DistributedDataParallel wrapper (fit under torchrun) keeps the model's own layer names.
+    model = (
+        getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    )
     names = [names] if isinstance(names, str) else list(names)
     if not names:
         raise ValueError("names must list at least one layer name, got an empty list")

@@ -30,7 +30,8 @@ class Config(dict):
 def resolve(profile: str, table: Mapping[str, Mapping[str, Any]], **overrides: Any) -> Config:
     """The knobs of ``profile`` from ``table``, with every non-``None`` override applied.
 
-    >>> resolve("smoke", {"smoke": {"epochs": 1}, "default": {"epochs": 5}, "full": {"epochs": 60}}, epochs=None)
+    >>> table = {"smoke": {"epochs": 1}, "default": {"epochs": 5}, "full": {"epochs": 60}}
+    >>> resolve("smoke", table, epochs=None)
     {'profile': 'smoke', 'epochs': 1}
     """
     _checks.choice("profile", profile, PROFILES)

@@ -46,8 +46,10 @@ def load(chapter: str, profile: str, folder: str | os.PathLike | None = None) ->
     """Read what :func:`save` wrote for ``chapter`` at ``profile``."""
     path = Path(folder or results_dir()) / f"{chapter}-{profile}.json"
     if not path.exists():
-        raise FileNotFoundError(f"no results for chapter {chapter!r} at profile {profile!r}: {path} is missing; "
-                                f"run `kdlab run {chapter} --profile {profile}` first")
+        raise FileNotFoundError(
+            f"no results for chapter {chapter!r} at profile {profile!r}: {path} is missing; "
+            f"run `kdlab run {chapter} --profile {profile}` first"
+        )
     return json.loads(path.read_text())
 
 

@@ -11,25 +11,26 @@ alternating updates).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from kdlab import _checks, _io, metrics, runtime
+from kdlab import _checks, _io, distributed, metrics, runtime
 from kdlab.data import TensorLoader, Tensors
 from kdlab.models import constrain_
 
 Terms = Mapping[str, Tensor]
-Objective = Callable[[nn.Module, tuple[Tensor, ...]], Union[Terms, Iterator[Terms]]]
+Objective = Callable[[nn.Module, tuple[Tensor, ...]], Terms | Iterator[Terms]]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -158,15 +159,23 @@ def fit(
     - A non-finite term stops the run with ``FloatingPointError`` naming the epoch and the term;
       the checkpoint of the last good epoch is kept.
     - On CUDA with ``amp``, the objective runs under bf16 autocast.
+    - Under ``torchrun`` (several processes), the model is trained with DistributedDataParallel
+      on shards of each global batch; see :mod:`kdlab.distributed`. An objective that yields
+      several steps per batch cannot be used there.
     """
     _checks.at_least("epochs", epochs, 1)
     _checks.choice("schedule", schedule, SCHEDULES)
-    where = runtime.device(device)
+    ctx, where = distributed.context(runtime.device(device))
     model.to(where)
-    if isinstance(train, TensorLoader) and train.device != where:
-        train.tensors = tuple(t.to(where) for t in train.tensors)
+    if isinstance(train, TensorLoader):
+        if train.device != where:
+            train.tensors = tuple(t.to(where) for t in train.tensors)
+        train.shard(ctx.rank, ctx.world_size)
+    trained = distributed.wrap(model, ctx, where)
     if isinstance(optimizer, str):
-        optimizer = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+        optimizer = make_optimizer(
+            optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay
+        )
     steps_per_epoch = len(train)  # type: ignore[arg-type]
     total_steps = epochs * steps_per_epoch
     scheduler = None
@@ -183,11 +192,16 @@ def fit(
         start_epoch = _restore(path, model, optimizer, scheduler, train, history, where)
 
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if amp and where.type == "cuda" else contextlib.nullcontext()
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if amp and where.type == "cuda"
+        else contextlib.nullcontext()
     )
     bar = tqdm(
-        total=total_steps, initial=start_epoch * steps_per_epoch, desc=desc, leave=False,
-        disable=not _progress_enabled(progress),
+        total=total_steps,
+        initial=start_epoch * steps_per_epoch,
+        desc=desc,
+        leave=False,
+        disable=not (_progress_enabled(progress) and ctx.is_main),
     )
     try:
         for epoch in range(start_epoch, epochs):
@@ -197,12 +211,16 @@ def fit(
             counts: dict[str, int] = {}
             for batch in train:
                 batch = tuple(t.to(where, non_blocking=True) for t in batch)
-                steps = _steps(objective, model, batch)
-                while True:
+                steps = _steps(objective, trained, batch)
+                for step in itertools.count():
                     with autocast:
                         terms = next(steps, None)
                     if terms is None:
                         break
+                    if step and ctx.active:
+                        raise RuntimeError(
+                            "an objective that yields several steps per batch cannot run under torchrun"
+                        )
                     if "loss" not in terms:
                         raise KeyError(f"the objective must return a 'loss' term, got {sorted(terms)}")
                     optimizer.zero_grad(set_to_none=True)
@@ -216,11 +234,13 @@ def fit(
                     scheduler.step()
                 bar.update(1)
             row: dict[str, float] = {"epoch": float(epoch + 1)}
-            for name, total in sums.items():
+            for name, total in distributed.mean_over_processes(sums, ctx).items():
                 value = float(total) / counts[name]
                 if not math.isfinite(value):
                     kept = f"; the checkpoint of epoch {epoch} is kept at {path}" if path and epoch else ""
-                    raise FloatingPointError(f"loss term {name!r} became {value} during epoch {epoch + 1}{kept}")
+                    raise FloatingPointError(
+                        f"loss term {name!r} became {value} during epoch {epoch + 1}{kept}"
+                    )
                 row[name] = value
             row["seconds"] = time.perf_counter() - started
             row["lr"] = optimizer.param_groups[0]["lr"]
@@ -228,8 +248,9 @@ def fit(
                 row.update(evaluate(model))
             history.epochs.append(row)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "test_error")})
-            if path is not None:
+            if path is not None and ctx.is_main:
                 _save(path, model, optimizer, scheduler, train, history, epoch + 1)
+            distributed.barrier(ctx)
     finally:
         bar.close()
     return history

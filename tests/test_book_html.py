@@ -14,7 +14,9 @@ from kdlab import book
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = os.environ.get("KDLAB_HTML")
-pytestmark = pytest.mark.skipif(not HTML, reason="set KDLAB_HTML to a built book's html folder (make test does)")
+pytestmark = pytest.mark.skipif(
+    not HTML, reason="set KDLAB_HTML to a built book's html folder (make test does)"
+)
 
 
 @pytest.mark.parametrize("chapter", book.chapters(ROOT))
@@ -27,8 +29,12 @@ def test_chapter_page_renders_its_figures_and_no_errors(chapter):
     assert figures, f"{chapter}: no figure on the page"
     for src in figures:
         assert (page.parent / src).resolve().exists(), f"{chapter}: figure {src} is missing"
-    assert "ipythontb" not in html and "Traceback (most recent call last)" not in html, f"{chapter}: error output"
-    assert "injected-parameters" not in html and "# Parameters" not in html, f"{chapter}: papermill cell shown"
+    assert "ipythontb" not in html and "Traceback (most recent call last)" not in html, (
+        f"{chapter}: error output"
+    )
+    assert "injected-parameters" not in html and "# Parameters" not in html, (
+        f"{chapter}: papermill cell shown"
+    )
 
 
 def test_intro_page_exists():

@@ -34,7 +34,7 @@ def test_a_trained_model_is_trained_once_then_loaded():
     second, loaded_history = cache.trained(make, train, name="t", lr=0.1)
     assert calls["n"] == 1
     assert loaded_history.epochs == history.epochs
-    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     cache.trained(make, train, name="t", lr=0.2)  # another knob, another entry
     assert calls["n"] == 2
@@ -56,7 +56,7 @@ def test_a_damaged_entry_is_detected_and_recomputed_never_used(damage):
     with pytest.warns(UserWarning, match="unusable"):
         model, _ = cache.trained(make, train, name="t")
     assert calls["n"] == 2
-    for a, b in zip(reference.state_dict().values(), model.state_dict().values()):
+    for a, b in zip(reference.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

@@ -34,7 +34,9 @@ def test_mlp_parameter_count_and_feature_points():
 def test_max_norm_projection_caps_each_units_incoming_weights():
     layer = models.MaxNormLinear(5, 4, max_norm=1.0)
     with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[3.0, 4, 0, 0, 0], [0.1, 0, 0, 0, 0], [0, 0, 2, 0, 0], [0, 0, 0, 0, 1]]))
+        layer.weight.copy_(
+            torch.tensor([[3.0, 4, 0, 0, 0], [0.1, 0, 0, 0, 0], [0, 0, 2, 0, 0], [0, 0, 0, 0, 1]])
+        )
     layer.project_()
     torch.testing.assert_close(layer.weight.norm(dim=1), torch.tensor([1.0, 0.1, 1.0, 1.0]))
     torch.testing.assert_close(layer.weight[0], torch.tensor([0.6, 0.8, 0, 0, 0]))

@@ -19,7 +19,9 @@ def test_fit_learns_and_logs_every_term_and_test_metric():
     split, loader = digits_loader()
     history = fit(dropout_net(), loader, epochs=4, lr=1e-2, test=split.test, device="cpu")
     assert len(history) == 4
-    assert {"epoch", "loss", "seconds", "lr", "test_error", "test_accuracy", "test_loss"} <= set(history.keys())
+    assert {"epoch", "loss", "seconds", "lr", "test_error", "test_accuracy", "test_loss"} <= set(
+        history.keys()
+    )
     assert history["test_error"][-1] < history["test_error"][0]
     assert history.last("test_accuracy") > 0.8
 
@@ -58,7 +60,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, sched
     resumed = dropout_net()
     history = fit(resumed, loader, checkpoint=tmp_path / "b.pt", resume=True, **knobs)
     assert len(history) == 3
-    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
+    for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -48,8 +48,18 @@ def train_model(
     def run(model: nn.Module) -> History:
         loader = TensorLoader(*tensors, batch_size=batch_size, seed=seed, device=where)
         return train.fit(
-            model, loader, objective, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-            schedule=schedule, test=test, device=where, progress=progress, desc=desc,
+            model,
+            loader,
+            objective,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            test=test,
+            device=where,
+            progress=progress,
+            desc=desc,
         )
 
     if cache_parts is None:
@@ -58,8 +68,14 @@ def train_model(
     parts = {
         "architecture": repr(build()),
         "data": [cache.tensor_digest(t) for t in tensors],
-        "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
-        "weight_decay": weight_decay, "schedule": schedule, **cache_parts,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "optimizer": optimizer,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        **cache_parts,
     }
     model, history = cache.trained(build, run, name="model", **parts)
     return model.to(where), history

@@ -38,7 +38,9 @@ def lenet(
             conv1=nn.Sequential(nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)),
             conv2=nn.Sequential(nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)),
             flatten=nn.Flatten(),
-            fc=nn.Sequential(nn.Linear(c2 * side * side, hidden), nn.ReLU(), *([nn.Dropout(dropout)] if dropout else [])),
+            fc=nn.Sequential(
+                nn.Linear(c2 * side * side, hidden), nn.ReLU(), *([nn.Dropout(dropout)] if dropout else [])
+            ),
             logits=nn.Linear(hidden, num_classes),
         )
     )

@@ -61,7 +61,7 @@ def mlp(
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     if input_dropout:
         layers["input_dropout"] = nn.Dropout(input_dropout)
-    for k, (i, o) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
+    for k, (i, o) in enumerate(zip(sizes[:-2], sizes[1:-1], strict=True), start=1):
         block = [linear(i, o), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
         layers[f"hidden{k}"] = nn.Sequential(*block)
     layers["logits"] = linear(sizes[-2], sizes[-1])
