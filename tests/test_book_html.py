@@ -6,6 +6,7 @@ naming the HTML folder; skipped (with that reason) when it is not set.
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,39 @@ def test_chapter_page_renders_its_figures_and_no_errors(chapter):
 
 def test_intro_page_exists():
     assert (Path(HTML) / "book" / "intro.html").exists() or (Path(HTML) / "index.html").exists()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    not CHROMIUM, reason="needs Debian's chromium (make test installs it where apt-get exists)"
+)
+def test_every_page_loads_its_figures_in_a_headless_browser():
+    """Open each chapter as a reader would, screenshot it, and check every figure decoded."""
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(HTML).parents[1] / "screenshots"
+    shots.mkdir(exist_ok=True)
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for chapter in ["intro", *book.chapters(ROOT)]:
+            page.goto((Path(HTML) / "book" / f"{chapter}.html").resolve().as_uri())
+            page.wait_for_load_state("load")
+            figures = page.evaluate(
+                "Array.from(document.images).filter(i => i.src.includes('_images'))"
+                ".map(i => i.complete && i.naturalWidth > 0)"
+            )
+            assert all(figures), f"{chapter}: a figure did not load"
+            assert chapter == "intro" or figures, f"{chapter}: no figure"
+            page.screenshot(path=str(shots / f"{chapter}.png"), full_page=True)
+        browser.close()
