@@ -30,7 +30,7 @@ test: $(STAMP)
 	# The rendered pages in headless Chromium (Debian's package; the test skips where none can be had).
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
-	KDLAB_HTML=_build/staged/_build/html $(BIN)/python -m pytest tests/test_book_html.py -q
+	KDLAB_HTML=_build/book/_build/html $(BIN)/python -m pytest tests/test_book_html.py -q
 
 smoke: $(STAMP)
 	rm -rf $(SMOKE)

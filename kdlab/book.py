@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,30 +115,69 @@ def run_chapter(
     return target
 
 
-def build(root: Path, executed: Path | None = None, strict: bool = True) -> Path:
-    """Build the HTML book; returns the path of its ``index.html``.
+def _package_digest() -> str:
+    import kdlab
 
-    Without ``executed``, jupyter-book executes every chapter at its ``parameters`` cell's profile
-    (``default``), caching results in ``_build/.jupyter_cache``. With ``executed`` (a folder of
-    notebooks from :func:`run_chapter`), a copy of the book that uses them is built with
-    execution off: CI's seconds-long build of the smoke-profile notebooks.
+    h = hashlib.sha256()
+    for path in sorted(Path(kdlab.__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def execute_all(
+    root: Path, profile: str, out: Path, parameters: dict[str, Any] | None = None, kernel: str = "python3"
+) -> list[tuple[str, str, float]]:
+    """Run every chapter of ``_toc.yml`` at ``profile`` into ``out``, in the table of contents' order.
+
+    A chapter whose notebook, parameters and kdlab sources are unchanged since its last run here
+    is not run again (its executed notebook is reused: the warm build). A chapter that reads the
+    other chapters' results (notebook metadata ``kdlab.reads_results``, the results chapter) runs
+    again whenever a chapter before it did. Returns ``(chapter, "ran" or "up to date", seconds)``.
     """
-    source = root
-    if executed is not None:
-        source = root / "_build" / "staged"
-        shutil.rmtree(source, ignore_errors=True)
-        shutil.copytree(root / "book", source / "book", ignore=shutil.ignore_patterns("results", "*.ipynb"))
-        for name in chapters(root):
-            notebook = Path(executed) / f"{name}.ipynb"
-            if not notebook.exists():
-                raise FileNotFoundError(
-                    f"{notebook} is missing: run `kdlab run {name} --out {executed}` first"
-                )
-            shutil.copy2(notebook, source / "book" / notebook.name)
-        shutil.copy2(root / "_toc.yml", source / "_toc.yml")
-        config = yaml.safe_load((root / "_config.yml").read_text())
-        config.setdefault("execute", {})["execute_notebooks"] = "off"
-        (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    parameters = parameters or {}
+    out.mkdir(parents=True, exist_ok=True)
+    package = _package_digest()
+    report, earlier = [], []
+    for name in chapters(root):
+        source = root / "book" / f"{name}.ipynb"
+        key_parts = [source.read_bytes().hex(), profile, repr(sorted(parameters.items())), package]
+        if json.loads(source.read_text()).get("metadata", {}).get("kdlab", {}).get("reads_results"):
+            key_parts += earlier
+        key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()
+        earlier.append(key)
+        stamp, target = out / f".{name}.key", out / f"{name}.ipynb"
+        if target.exists() and stamp.exists() and stamp.read_text() == key:
+            report.append((name, "up to date", 0.0))
+            continue
+        started = time.perf_counter()
+        print(f"kdlab: running {name} at profile {profile} -> {target}", flush=True)
+        stamp.unlink(missing_ok=True)
+        run_chapter(root, name, profile, parameters, out, kernel=kernel)
+        stamp.write_text(key)
+        report.append((name, "ran", time.perf_counter() - started))
+    return report
+
+
+def build(root: Path, executed: Path, strict: bool = True) -> Path:
+    """Build the HTML book from executed notebooks; returns the path of its ``index.html``.
+
+    ``executed`` is a folder of notebooks from :func:`run_chapter` / :func:`execute_all`. A copy
+    of the book that uses them is built in ``_build/book`` with execution off, so the chapters
+    run in the table of contents' order (the results chapter last) under papermill, not in
+    Sphinx's alphabetical order. With ``strict``, warnings are errors.
+    """
+    source = root / "_build" / "book"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(root / "book", source / "book", ignore=shutil.ignore_patterns("_results", "*.ipynb"))
+    for name in chapters(root):
+        notebook = Path(executed) / f"{name}.ipynb"
+        if not notebook.exists():
+            raise FileNotFoundError(f"{notebook} is missing: run `kdlab run {name} --out {executed}` first")
+        shutil.copy2(notebook, source / "book" / notebook.name)
+    shutil.copy2(root / "_toc.yml", source / "_toc.yml")
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     script = Path(sys.executable).parent / "jupyter-book"
     command = [
         str(script) if script.exists() else (shutil.which("jupyter-book") or "jupyter-book"),

@@ -28,7 +28,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _book(args: argparse.Namespace) -> int:
     root = book.find_root(args.root)
-    index = book.build(root, executed=Path(args.executed) if args.executed else None)
+    if args.executed:
+        executed = Path(args.executed)
+    else:
+        executed = root / "_build" / "runs" / args.profile
+        for name, status, seconds in book.execute_all(root, args.profile, executed, kernel=args.kernel):
+            print(
+                f"kdlab: {name}: {status}" + (f" in {seconds:.0f} s" if status == "ran" else ""), flush=True
+            )
+    index = book.build(root, executed)
     print(f"kdlab: the book is at {index}")
     if args.open:
         webbrowser.open(index.as_uri())
@@ -66,10 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     run.set_defaults(handler=_run)
 
-    build = commands.add_parser("book", help="build the HTML book (executing every chapter at default)")
-    build.add_argument(
-        "--executed", help="build from already executed notebooks in this folder, execution off"
+    build = commands.add_parser(
+        "book", help="run every chapter (skipping unchanged ones) in order, then build the HTML book"
     )
+    build.add_argument("--profile", choices=PROFILES, default="default", help="the profile of every chapter")
+    build.add_argument(
+        "--executed", help="build from notebooks already executed into this folder (no execution)"
+    )
+    build.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     build.add_argument("--open", action="store_true", help="open the book in a browser when built")
     build.set_defaults(handler=_book)
 

@@ -17,8 +17,8 @@ from kdlab import _io
 
 
 def results_dir() -> Path:
-    """``$KDLAB_RESULTS`` or ``results/`` in the working directory (the chapter's folder)."""
-    return Path(os.environ.get("KDLAB_RESULTS", Path.cwd() / "results"))
+    """``$KDLAB_RESULTS`` or ``_results/`` in the working directory (the chapter's folder)."""
+    return Path(os.environ.get("KDLAB_RESULTS", Path.cwd() / "_results"))
 
 
 def save(chapter: str, config: Mapping[str, Any], results: Mapping[str, Any], device: Any = None) -> Path:

@@ -37,3 +37,37 @@ def test_run_rejects_unknown_chapters_and_parameters(tmp_path, capsys):
 def test_find_root_fails_clearly_outside_a_book(tmp_path):
     with pytest.raises(FileNotFoundError, match="no kdlab book found"):
         book.find_root(tmp_path)
+
+
+def tiny_book(root: Path) -> None:
+    import nbformat
+
+    (root / "book").mkdir(parents=True)
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n- file: book/first\n- file: book/last\n"
+    )
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    for name, reads in (("first", False), ("last", True)):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        if reads:
+            nb.metadata["kdlab"] = {"reads_results": True}
+        parameters = nbformat.v4.new_code_cell('profile = "default"')
+        parameters.metadata["tags"] = ["parameters"]
+        nb.cells = [parameters, nbformat.v4.new_code_cell(f"print({name!r}, profile)")]
+        nbformat.write(nb, root / "book" / f"{name}.ipynb")
+
+
+def test_execute_all_runs_in_toc_order_and_skips_unchanged_chapters(tmp_path):
+    tiny_book(tmp_path)
+    out = tmp_path / "runs"
+    first = book.execute_all(tmp_path, "smoke", out)
+    assert [(name, status) for name, status, _ in first] == [("first", "ran"), ("last", "ran")]
+    assert "first smoke" in (out / "first.ipynb").read_text()
+    again = book.execute_all(tmp_path, "smoke", out)
+    assert [status for _, status, _ in again] == ["up to date", "up to date"]
+    source = tmp_path / "book" / "first.ipynb"
+    source.write_text(source.read_text().replace("print(", "print('changed', "))
+    third = book.execute_all(tmp_path, "smoke", out)
+    # "last" reads the other chapters' results, so it runs again after "first" changed.
+    assert [status for _, status, _ in third] == ["ran", "ran"]
