@@ -66,3 +66,12 @@ def verdict(ours: list[float], baseline: list[float], lower_is_better: bool = Tr
     if gain <= 0:
         return "did not hold"
     return "held" if gain > (std_a**2 + std_b**2) ** 0.5 else "held, within the seed spread"
+
+
+def claim(claim: str, source: str, paper: str, ours: str, verdict: str) -> dict[str, str]:
+    """One checked claim of a source document, as every chapter records it in ``results["claims"]``.
+
+    ``paper`` is the paper's number, ``ours`` ours with its spread, ``verdict`` what
+    :func:`verdict` said (or ``"not run at this profile: ..."``). The results chapter gathers them.
+    """
+    return {"claim": claim, "source": source, "paper": paper, "ours": ours, "verdict": verdict}
