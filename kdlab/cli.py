@@ -45,7 +45,7 @@ def _book(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     root = book.find_root(args.root)
-    scripts = sorted((root / "benchmarks").glob("*.py"))
+    scripts = sorted(s for s in (root / "benchmarks").glob("*.py") if not s.name.startswith("_"))
     if args.only:
         scripts = [s for s in scripts if s.stem in args.only]
     failed = 0

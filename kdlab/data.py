@@ -281,7 +281,8 @@ class TensorLoader:
             else:
                 index = order[start : start + self.batch_size]
             index = index[self.rank :: self.world_size]
-            yield tuple(t[index] for t in self.tensors)
+            # index_select is about twice as fast as advanced indexing (t[index]) here.
+            yield tuple(t.index_select(0, index) for t in self.tensors)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
