@@ -146,13 +146,21 @@ def trained(
     return model, history
 
 
+def key_of(model: nn.Module) -> str | None:
+    """The cache key of a model that came from :func:`trained` (``None`` for any other model).
+
+    Recipes key cached outputs of a frozen teacher (logits, hints, FSP matrices, t-SNE P) by it.
+    """
+    return getattr(model, _KEY_ATTRIBUTE, None)
+
+
 def logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
     """``model``'s logits on ``x`` (eval mode), cached when ``model`` came from :func:`trained`.
 
     The entry is keyed by the model's cache key and a content hash of ``x``; the result is on
     ``x``'s device. For augmented inputs do not cache: run the teacher per batch instead.
     """
-    model_key = getattr(model, _KEY_ATTRIBUTE, None)
+    model_key = key_of(model)
     if model_key is None:
         return metrics.predict(model, x, batch_size)
     value = tensor(

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdlab.losses.features import fsp_loss, fsp_matrix, hint_loss
+from kdlab.losses.features import fsp_distance, fsp_loss, fsp_matrix, hint_loss
 
 
 def naive_fsp(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -191,3 +191,34 @@ def test_fsp_matrix_stays_float32_under_autocast():
         got = fsp_matrix(first, second)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, naive_fsp(first, second).float(), rtol=1e-5, atol=1e-6)
+
+
+# --- fsp_distance ------------------------------------------------------------------------------
+
+
+def test_fsp_distance_on_matrices_equals_fsp_loss_on_maps():
+    gen = torch.Generator().manual_seed(8)
+    student = [(torch.randn(3, 2, 5, 5, generator=gen), torch.randn(3, 4, 5, 5, generator=gen)),
+               (torch.randn(3, 4, 2, 2, generator=gen), torch.randn(3, 3, 2, 2, generator=gen))]
+    teacher = [tuple(torch.randn(m.shape, generator=gen) for m in pair) for pair in student]
+    student_g = [naive_fsp(*pair).float() for pair in student]
+    teacher_g = [naive_fsp(*pair).float() for pair in teacher]
+    weights = [0.5, 2.0]
+    # By hand: sum of weighted squared entries of each difference, then the mean over 3 examples.
+    expected = sum(
+        lam * float(((t - s) ** 2)[n].sum())
+        for s, t, lam in zip(student_g, teacher_g, weights, strict=True)
+        for n in range(3)
+    ) / 3
+    assert fsp_distance(student_g, teacher_g, weights).item() == pytest.approx(expected, rel=1e-5)
+    assert fsp_loss(student, teacher, weights).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_fsp_distance_errors():
+    g = torch.zeros(2, 3, 3)
+    with pytest.raises(ValueError, match="student_matrices must hold at least one FSP matrix"):
+        fsp_distance([], [])
+    with pytest.raises(ValueError, match="same number of matrices, got 1 and 2"):
+        fsp_distance([g], [g, g])
+    with pytest.raises(ValueError, match=r"student FSP matrix 0 .* \(2, 3, 3\) and \(2, 3, 4\)"):
+        fsp_distance([g], [torch.zeros(2, 3, 4)])

@@ -112,23 +112,48 @@ def fsp_loss(
             "student_pairs and teacher_pairs must hold the same number of pairs, "
             f"got {len(student_pairs)} and {len(teacher_pairs)}"
         )
+    student_matrices = [_pair_matrix(f"student_pairs[{i}]", p, pool) for i, p in enumerate(student_pairs)]
+    teacher_matrices = [_pair_matrix(f"teacher_pairs[{i}]", p, pool) for i, p in enumerate(teacher_pairs)]
+    return fsp_distance(student_matrices, teacher_matrices, weights)
+
+
+def fsp_distance(
+    student_matrices: Sequence[Tensor],
+    teacher_matrices: Sequence[Tensor],
+    weights: Sequence[float] | None = None,
+) -> Tensor:
+    """Yim et al. (2017), eq. 2 on FSP matrices already computed (:func:`fsp_matrix`).
+
+    The same sum as :func:`fsp_loss` (squared L2 norm over the c1 * c2 entries of each matrix
+    difference, weighted by lambda_i, summed over sections, mean over the batch), for callers
+    that compute the teacher's matrices once and keep them (they do not depend on the student).
+
+    Shapes: per section (batch, c1, c2) -> scalar.
+    """
+    student_matrices, teacher_matrices = list(student_matrices), list(teacher_matrices)
+    if not student_matrices:
+        raise ValueError("student_matrices must hold at least one FSP matrix, got none")
+    if len(student_matrices) != len(teacher_matrices):
+        raise ValueError(
+            "student_matrices and teacher_matrices must hold the same number of matrices, "
+            f"got {len(student_matrices)} and {len(teacher_matrices)}"
+        )
     if weights is None:
-        weights = [1.0] * len(student_pairs)
+        weights = [1.0] * len(student_matrices)
     weights = list(weights)
-    if len(weights) != len(student_pairs):
-        raise ValueError(f"weights must hold one weight per pair ({len(student_pairs)}), got {len(weights)}")
+    if len(weights) != len(student_matrices):
+        count = len(student_matrices)
+        raise ValueError(f"weights must hold one weight per pair ({count}), got {len(weights)}")
     for i, weight in enumerate(weights):
         _checks.in_range(f"weights[{i}]", weight, 0.0, math.inf)
     total = None
-    for i, (student_pair, teacher_pair, weight) in enumerate(
-        zip(student_pairs, teacher_pairs, weights, strict=True)
+    for i, (student_g, teacher_g, weight) in enumerate(
+        zip(student_matrices, teacher_matrices, weights, strict=True)
     ):
-        student_g = _pair_matrix(f"student_pairs[{i}]", student_pair, pool)
-        teacher_g = _pair_matrix(f"teacher_pairs[{i}]", teacher_pair, pool)
         _checks.same_shape(
             f"student FSP matrix {i} (batch, c1, c2)", student_g, f"teacher FSP matrix {i}", teacher_g
         )
-        term = weight * (teacher_g - student_g).pow(2).sum(dim=(1, 2))
+        term = weight * (teacher_g.float() - student_g.float()).pow(2).sum(dim=(1, 2))
         total = term if total is None else total + term
     return total.mean()
 

@@ -1,0 +1,145 @@
+"""Born-Again Networks. Furlanello et al. (2018), "Born Again Neural Networks": a student with the
+same architecture as its teacher, trained on the labels and on the teacher's outputs, often beats
+the teacher; repeating the step gives a sequence of generations, and averaging the generations'
+probabilities gives the BAN ensembles Ens*k (seed 003, Table 1).
+
+Generation 0 is trained on the labels alone; generation k minimises the seed's
+``L(y, f(x, theta_k)) + L(f(x, theta_{k-1}), f(x, theta_k))``, the label cross-entropy plus the
+cross-entropy to the previous generation's probabilities at temperature 1. That is Hinton's loss
+(:func:`kdlab.losses.distillation_terms`) at ``temperature=1`` and ``alpha=0.5``: half the
+seed's sum, with KL in place of the cross-entropy (they differ by the teacher's entropy, a
+constant), so the same gradient up to a factor 1/2 that Adam's step sizes hardly see (Adam is
+scale-invariant but for its epsilon). Both terms are batch means, as in every kdlab loss, so the
+learning rate does not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from kdlab import _checks, cache, metrics
+from kdlab.data import Tensors
+from kdlab.losses.soft import ensemble_logits
+from kdlab.methods import hinton
+from kdlab.methods.common import train_model
+from kdlab.train import History
+
+# Generation k of the sequence started from seed s is seeded with s + SEED_STRIDE * k.
+SEED_STRIDE = 1000
+
+
+@dataclass
+class Generation:
+    """One generation of a born-again sequence: its trained ``model`` and its ``history``.
+
+    ``index`` 0 is the label-trained teacher, ``index`` k >= 1 the k-th born-again network
+    (BAN-k), trained against generation k - 1.
+    """
+
+    index: int
+    model: nn.Module
+    history: History
+
+    @property
+    def name(self) -> str:
+        return "teacher" if self.index == 0 else f"BAN-{self.index}"
+
+
+def _check_train(train: Tensors) -> None:
+    _checks.finite("train.x", train.x)
+    if len(train) < 1:
+        raise ValueError("train must hold at least one example, got none")
+
+
+def generation_zero(
+    make_model: Callable[[], nn.Module],
+    train: Tensors,
+    *,
+    cache: bool = True,
+    **fit_knobs: Any,
+) -> tuple[nn.Module, History]:
+    """The first generation: ``make_model()`` trained on the labels of ``train`` alone (cross-entropy).
+
+    Cached under ``{"method": "born_again", "generation": 0}``, so any chapter or section that
+    trains the same architecture with the same knobs on the same data loads this model.
+    ``fit_knobs`` as in :func:`kdlab.methods.common.train_model`. Shapes: ``train.x`` (n, ...),
+    ``train.y`` (n,).
+    """
+    _check_train(train)
+    parts = {"method": "born_again", "generation": 0} if cache else None
+    return train_model(make_model, train, cache_parts=parts, **fit_knobs)
+
+
+def born_again(
+    make_model: Callable[[], nn.Module],
+    train: Tensors,
+    *,
+    generations: int,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    test: Tensors | None = None,
+    cache: bool = True,
+    progress: bool | None = None,
+    **fit_knobs: Any,
+) -> list[Generation]:
+    """Furlanello et al. (2018): a teacher and ``generations`` born-again students, all from ``make_model``.
+
+    Generation 0 is :func:`generation_zero`; generation k >= 1 is a fresh ``make_model()``
+    trained with :func:`kdlab.methods.hinton.objective` (``temperature``, ``alpha``; the seed's
+    loss is ``temperature=1, alpha=0.5``, see the module) against generation k - 1's logits on
+    ``train.x``, computed once per generation (:func:`kdlab.cache.logits`). Every generation uses
+    the same ``fit_knobs`` (``epochs``, ``lr``, ``schedule``...), so only the targets and the
+    draw differ: generation k is seeded with ``seed + SEED_STRIDE * k``, a fresh initialisation
+    and batch order as for any new network (with one shared seed the generations stay nearly
+    copies of each other, and their ensembles gain nothing). With ``cache`` each generation is
+    stored and a re-run loads the whole sequence.
+
+    Returns ``generations + 1`` :class:`Generation` objects, the teacher first. Every knob is
+    checked before the first epoch. Shapes: ``train.x`` (n, ...), ``train.y`` (n,).
+    """
+    _checks.at_least("generations", generations, 1)
+    _checks.positive("temperature", temperature)
+    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    _check_train(train)
+    seed = fit_knobs.pop("seed", 0)
+    model, history = generation_zero(
+        make_model, train, cache=cache, test=test, progress=progress, seed=seed, desc=f"teacher, seed {seed}",
+        **fit_knobs,
+    )
+    sequence = [Generation(0, model, history)]
+    for k in range(1, generations + 1):
+        teacher_logits = _logits(sequence[-1].model, train.x, cache)
+        model, history = hinton.distill(
+            make_model, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
+            cache=cache, progress=progress, seed=seed + SEED_STRIDE * k, desc=f"BAN-{k}, seed {seed}",
+            **fit_knobs,
+        )
+        sequence.append(Generation(k, model, history))
+    return sequence
+
+
+def _logits(model: nn.Module, x: Tensor, use_cache: bool) -> Tensor:
+    # cache.logits only caches models that came from the cache; the others are recomputed.
+    return cache.logits(model, x) if use_cache else metrics.predict(model, x)
+
+
+def ensembles(generation_logits: Sequence[Tensor]) -> dict[str, Tensor]:
+    """The BAN ensembles of seed 003's Table 1: ``{"Ens*k": logits}`` for k = 2 .. K.
+
+    ``generation_logits`` holds the teacher's logits first, then BAN-1 .. BAN-K's, each (n,
+    classes) on the same inputs. Ens*k averages the *probabilities* of BAN-1 .. BAN-k (the
+    teacher is not a member; the paper adds it only where a BAN-3 is missing), returned as the
+    logits of that mean (:func:`kdlab.losses.soft.ensemble_logits`), so ``argmax`` gives its
+    prediction. Shapes: K + 1 tensors (n, classes) -> dict of (n, classes).
+    """
+    members = list(generation_logits)
+    if len(members) < 3:
+        raise ValueError(
+            f"generation_logits must hold the teacher and at least two BANs (3 tensors) to form Ens*2, "
+            f"got {len(members)}"
+        )
+    return {f"Ens*{k}": ensemble_logits(members[1 : k + 1]) for k in range(2, len(members))}

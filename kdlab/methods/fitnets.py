@@ -1,0 +1,319 @@
+"""Romero et al. (2015), "FitNets: Hints for Thin Deep Nets": a thin, deep student whose lower
+half first learns to predict a teacher's middle layer (the *hint*), then the whole student is
+trained with knowledge distillation whose soft-target weight decays linearly.
+
+Words, as in the paper: the teacher's *hint* layer guides the student's *guided* layer, through a
+*regressor* r on top of the guided layer (:func:`kdlab.models.regressor`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kdlab import _checks, cache, features, losses, models, runtime
+from kdlab.data import TensorLoader, Tensors
+from kdlab.methods.common import train_model
+from kdlab.train import History, Objective, fit
+
+REGRESSORS = ("conv", "fc")
+
+
+class _Reached(Exception):
+    """Raised by a forward hook to stop a forward pass once the wanted layer has run."""
+
+
+def check_layer(model: nn.Module, name: str, role: str) -> None:
+    """Raise ``KeyError`` naming ``role`` and listing the model's layers when ``name`` is not one."""
+    names = features.layer_names(model)
+    if name not in names:
+        raise KeyError(f"{role} {name!r} is not a layer of the model; its layers are {names}")
+
+
+def features_until(model: nn.Module, name: str, x: Tensor) -> Tensor:
+    """The output of layer ``name`` on ``x``, stopping the forward pass there.
+
+    The layers after ``name`` cannot change it, so they are not run (the hint stage trains only
+    the part of the student below the guided layer). Shapes: (batch, ...) -> the layer's output.
+    """
+    check_layer(model, name, "layer")
+    found: dict[str, Tensor] = {}
+
+    def stop(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+        found["features"] = output
+        raise _Reached
+
+    handle = model.get_submodule(name).register_forward_hook(stop)
+    try:
+        model(x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    if "features" not in found:
+        raise RuntimeError(f"layer {name!r} did not run in the model's forward pass")
+    return found["features"]
+
+
+def guided_parameters(student: nn.Module, guided: str, example: Tensor) -> list[nn.Parameter]:
+    """The student's parameters that the guided layer depends on ("up to the guided layer").
+
+    Found by differentiating the guided layer's output on ``example`` (a small batch), so it
+    works for any architecture, nested modules included; the order is ``student.parameters()``'s.
+    """
+    check_layer(student, guided, "guided layer")
+    params = [p for p in student.parameters() if p.requires_grad]
+    was_training = student.training
+    student.eval()  # no batch-norm statistics move during the probe
+    try:
+        out = features_until(student, guided, example)
+        grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
+    finally:
+        student.train(was_training)
+    return [p for p, g in zip(params, grads, strict=True) if g is not None]
+
+
+def feature_shape(model: nn.Module, name: str, example: Tensor) -> tuple[int, ...]:
+    """The shape, without the batch, of layer ``name``'s output on ``example``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return tuple(features_until(model, name, example).shape[1:])
+    finally:
+        model.train(was_training)
+
+
+def make_regressor(
+    student: nn.Module, teacher: nn.Module, *, hint: str, guided: str, example: Tensor,
+    kind: str = "conv", relu: bool = True,
+) -> nn.Module:
+    """Romero et al. (2015), sec. 3.1: a regressor from the student's guided layer to the hint's shape.
+
+    ``kind="conv"``: the paper's convolutional regressor when both layers are maps (c, h, w) and
+    the guided map is at least as large (:func:`kdlab.models.regressor`; it falls back to a fully
+    connected one otherwise); ``kind="fc"``: always fully connected, to compare parameter
+    counts. ``relu=True`` gives r the ReLU that ends the hint layers used in the book.
+    """
+    _checks.choice("kind", kind, REGRESSORS)
+    check_layer(teacher, hint, "hint layer")
+    check_layer(student, guided, "guided layer")
+    student_shape = feature_shape(student, guided, example)
+    teacher_shape = feature_shape(teacher, hint, example)
+    if kind == "fc":
+        student_shape = (math.prod(student_shape),)
+    return models.regressor(student_shape, teacher_shape, relu=relu)
+
+
+def hint_features(teacher: nn.Module, x: Tensor, hint: str, batch_size: int = 1000) -> Tensor:
+    """The teacher's hint u_h(x) on every row of ``x`` (eval mode), computed once and cached
+    when the teacher came from the cache. Shapes: (n, ...) -> (n, *hint shape), on ``x``'s device."""
+    check_layer(teacher, hint, "hint layer")
+
+    def compute() -> Tensor:
+        was_training = teacher.training
+        teacher.eval()
+        try:
+            with torch.no_grad():
+                chunks = x.split(batch_size)
+                return torch.cat([features_until(teacher, hint, chunk).float() for chunk in chunks])
+        finally:
+            teacher.train(was_training)
+
+    model_key = cache.key_of(teacher)
+    if model_key is None:
+        return compute().to(x.device)
+    value = cache.tensor("fitnets-hint", compute, model=model_key, layer=hint, x=cache.tensor_digest(x))
+    return value.to(x.device)
+
+
+class Hinted(nn.Module):
+    """The student and its regressor, trained together in the hint stage: ``forward(x)`` is
+    r(v_g(x)), the regressed guided layer, shape (batch, *hint shape)."""
+
+    def __init__(self, student: nn.Module, regressor: nn.Module, guided: str) -> None:
+        super().__init__()
+        check_layer(student, guided, "guided layer")
+        self.student = student
+        self.regressor = regressor
+        self.guided = guided
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.regressor(features_until(self.student, self.guided, x))
+
+
+def hint_objective(hinted: Hinted, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """Stage 1 on batches ``(x, teacher_hint)``: :func:`kdlab.losses.hint_loss` of r(v_g(x)) and u_h(x)."""
+    x, teacher_hint = batch[:2]
+    return {"loss": losses.hint_loss(hinted(x), teacher_hint)}
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A content hash of a model's state (parameters and buffers), to key what is trained from it."""
+    state = model.state_dict()
+    return cache.tensor_digest(torch.cat([v.detach().float().flatten().cpu() for v in state.values()]))
+
+
+def hint_stage(
+    make_student: Callable[[], nn.Module],
+    teacher: nn.Module,
+    train: Tensors,
+    *,
+    hint: str,
+    guided: str,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    regressor: str = "conv",
+    device: str | torch.device | None = None,
+    cache_result: bool = True,
+    progress: bool | None = None,
+    desc: str = "hint stage",
+) -> tuple[nn.Module, nn.Module, History]:
+    """FitNets' stage 1: train the student up to ``guided`` and the regressor on the hint loss.
+
+    Seeds with ``seed`` and builds ``make_student()`` (so its initial weights are those of a
+    student trained from scratch with the same seed) and the regressor
+    (:func:`make_regressor`); Adam (``lr``) runs over the regressor and
+    :func:`guided_parameters` only, for ``epochs`` epochs of :func:`hint_objective` against the
+    teacher's cached hints. The layers above ``guided`` keep their initial weights. With
+    ``cache_result``, the result is trained once per (architectures, data, knobs, teacher).
+
+    Returns the whole student (trained below the guided layer), the regressor and the History
+    (the epoch mean of the hint loss, ``loss``).
+    """
+    _checks.choice("regressor", regressor, REGRESSORS)
+    where = runtime.device(device)
+    teacher = teacher.to(where)
+    check_layer(teacher, hint, "hint layer")
+    x = train.x.to(where)
+    teacher_hint = hint_features(teacher, x, hint)
+
+    def build() -> Hinted:
+        runtime.seed_everything(seed)
+        student = make_student().to(where)
+        check_layer(student, guided, "guided layer")
+        r = make_regressor(student, teacher, hint=hint, guided=guided, example=x[:2], kind=regressor)
+        return Hinted(student, r, guided).to(where)
+
+    def run(hinted: Hinted) -> History:
+        hinted.to(where)
+        trainable = guided_parameters(hinted.student, guided, x[:2]) + list(hinted.regressor.parameters())
+        loader = TensorLoader(x, teacher_hint, batch_size=batch_size, seed=seed, device=where)
+        return fit(
+            hinted, loader, hint_objective, epochs=epochs, optimizer=torch.optim.Adam(trainable, lr=lr),
+            device=where, progress=progress, desc=desc,
+        )
+
+    if cache_result:
+        parts = {
+            "architecture": repr(build()), "teacher": weights_digest(teacher), "hint": hint,
+            "guided": guided, "data": cache.tensor_digest(x), "epochs": epochs, "lr": lr,
+            "batch_size": batch_size, "seed": seed,
+        }
+        hinted, history = cache.trained(build, run, name="fitnets-hint-stage", **parts)
+    else:
+        hinted = build()
+        history = run(hinted)
+    hinted.to(where)
+    return hinted.student, hinted.regressor, history
+
+
+def annealed_alpha(alpha: float, step: int, total_steps: int) -> float:
+    """The soft-target weight at ``step`` (0-based) of ``total_steps``: ``alpha`` decayed linearly to 0.
+
+    Romero et al. (2015), sec. 3 (stage 2): the weight of the teacher's term is annealed
+    linearly, so that late training leans on the labels of the examples the teacher is less sure
+    of (a curriculum, Bengio et al. 2009). The last step gets ``alpha / total_steps``.
+    """
+    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    _checks.at_least("total_steps", total_steps, 1)
+    if not 0 <= step < total_steps:
+        raise ValueError(f"step must be in [0, {total_steps - 1}], got {step}")
+    return alpha * (1.0 - step / total_steps)
+
+
+def objective(temperature: float, alpha: float, total_steps: int | None = None) -> Objective:
+    """KD on batches ``(x, y, teacher_logits)``: :func:`kdlab.losses.distillation_terms` with a weight
+    ``alpha`` that decays linearly over ``total_steps`` optimiser steps (:func:`annealed_alpha`),
+    or stays fixed when ``total_steps`` is None.
+
+    The objective counts its own calls (one per step), so a fresh objective is needed per run.
+    Logs ``loss``, the unweighted ``soft`` and ``hard`` terms and the ``alpha`` used.
+    """
+    _checks.positive("temperature", temperature)
+    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    if total_steps is not None:
+        _checks.at_least("total_steps", total_steps, 1)
+    step = 0
+
+    def distillation(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        nonlocal step
+        x, y, teacher_logits = batch[:3]
+        weight = alpha
+        if total_steps is not None:
+            weight = annealed_alpha(alpha, min(step, total_steps - 1), total_steps)
+        step += 1
+        terms = losses.distillation_terms(model(x), teacher_logits, y, temperature, weight)
+        return {
+            "loss": terms["loss"], "soft": terms["soft"].detach(), "hard": terms["hard"].detach(),
+            "alpha": torch.tensor(weight),
+        }
+
+    return distillation
+
+
+def distill(
+    make_student: Callable[[], nn.Module] | nn.Module,
+    train: Tensors,
+    teacher_logits: Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+    epochs: int,
+    anneal: bool = True,
+    batch_size: int = 128,
+    test: Tensors | None = None,
+    cache_result: bool = False,
+    **fit_knobs: Any,
+) -> tuple[nn.Module, History]:
+    """FitNets' stage 2: KD on the whole student, the soft-target weight annealed from ``alpha`` to 0.
+
+    ``make_student`` builds a fresh student (KD alone), or is a student module whose weights
+    are copied (the hint-trained student of :func:`hint_stage`: the FitNet). ``teacher_logits``
+    (n, classes) are the teacher's outputs on ``train.x`` (:func:`kdlab.cache.logits`).
+    ``anneal=False`` keeps ``alpha`` fixed (Hinton et al.'s KD). ``fit_knobs``: ``lr``,
+    ``seed``, ``optimizer``, ``device``... as in :func:`kdlab.methods.common.train_model`.
+    """
+    if teacher_logits.shape[0] != len(train):
+        raise ValueError(
+            f"teacher_logits must hold one row per training example ({len(train)}), "
+            f"got {teacher_logits.shape[0]}"
+        )
+    _checks.at_least("epochs", epochs, 1)
+    _checks.at_least("batch_size", batch_size, 1)
+    total_steps = epochs * math.ceil(len(train) / batch_size) if anneal else None
+    parts = None
+    if isinstance(make_student, nn.Module):
+        init = make_student
+        make_student = lambda: copy.deepcopy(init)  # noqa: E731
+        start = weights_digest(init)
+    else:
+        start = "fresh"
+    if cache_result:
+        parts = {
+            "method": "fitnets-kd", "temperature": temperature, "alpha": alpha, "anneal": anneal,
+            "start": start,
+        }
+    return train_model(
+        make_student, (train.x, train.y, teacher_logits.to(train.x.device)),
+        objective(temperature, alpha, total_steps), test=test, epochs=epochs, batch_size=batch_size,
+        cache_parts=parts, **fit_knobs,
+    )
+
