@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from kdlab import losses
+from kdlab.losses import soft
 
 
 def hand_kl(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
 
 def softmax(z: list[float], t: float) -> list[float]:
@@ -19,7 +20,8 @@ def test_soft_target_loss_matches_hand_computed_kl_times_t_squared():
     student = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
     teacher = [[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
     t = 3.0
-    expected = sum(hand_kl(softmax(tr, t), softmax(sr, t)) for sr, tr in zip(student, teacher)) / 2 * t * t
+    pairs = zip(student, teacher, strict=True)
+    expected = sum(hand_kl(softmax(tr, t), softmax(sr, t)) for sr, tr in pairs) / 2 * t * t
     got = losses.soft_target_loss(torch.tensor(student), torch.tensor(teacher), t)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
@@ -66,7 +68,8 @@ def test_distillation_loss_is_the_weighted_sum_of_its_terms():
     hard = -torch.log_softmax(student, 1)[torch.arange(6), labels].mean()
     got = losses.distillation_loss(student, teacher, labels, 5.0, 0.7)
     torch.testing.assert_close(got, 0.7 * soft + 0.3 * hard)
-    assert losses.distillation_loss(student, teacher, labels, 5.0, 0.0).item() == pytest.approx(hard.item(), rel=1e-6)
+    labels_only = losses.distillation_loss(student, teacher, labels, 5.0, 0.0)
+    assert labels_only.item() == pytest.approx(hard.item(), rel=1e-6)
 
 
 def test_logit_mse_by_hand():
@@ -100,3 +103,64 @@ def test_bad_inputs_name_the_argument():
         losses.distillation_loss(z, z, torch.tensor([0, 1, 2]), 1.0, 1.5)
     with pytest.raises(ValueError, match="labels must lie in"):
         losses.distillation_loss(z, z, torch.tensor([0, 1, 9]), 1.0, 0.5)
+
+
+def test_soft_target_cross_entropy_by_hand_and_its_gap_to_the_kl_is_the_teacher_entropy():
+    student = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
+    teacher = [[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    t = 2.5
+    pairs = zip(student, teacher, strict=True)
+    expected = sum(
+        -sum(p * math.log(q) for p, q in zip(softmax(tr, t), softmax(sr, t), strict=True)) for sr, tr in pairs
+    ) / 2 * t * t
+    entropy = sum(-sum(p * math.log(p) for p in softmax(tr, t)) for tr in teacher) / 2 * t * t
+    s, te = torch.tensor(student), torch.tensor(teacher)
+    assert soft.soft_target_cross_entropy(s, te, t).item() == pytest.approx(expected, rel=1e-5)
+    gap = soft.soft_target_cross_entropy(s, te, t) - losses.soft_target_loss(s, te, t)
+    assert gap.item() == pytest.approx(entropy, rel=1e-5)
+
+
+def test_soft_target_cross_entropy_and_kl_have_the_same_gradient():
+    torch.manual_seed(2)
+    student, teacher = torch.randn(6, 10, requires_grad=True), torch.randn(6, 10)
+    (g_ce,) = torch.autograd.grad(soft.soft_target_cross_entropy(student, teacher, 3.0), student)
+    (g_kl,) = torch.autograd.grad(losses.soft_target_loss(student, teacher, 3.0), student)
+    torch.testing.assert_close(g_ce, g_kl)
+
+
+def test_ensemble_of_probabilities_is_the_mean_softmax_at_its_temperature():
+    torch.manual_seed(3)
+    members = [torch.randn(5, 4) * 3 for _ in range(3)]
+    for t in (1.0, 4.0):
+        combined = soft.ensemble_logits(members, "probabilities", temperature=t)
+        naive = sum(torch.softmax(m / t, 1) for m in members) / 3
+        torch.testing.assert_close(torch.softmax(combined / t, 1), naive)
+
+
+def test_ensemble_of_logits_is_the_normalised_geometric_mean():
+    torch.manual_seed(4)
+    members = [torch.randn(5, 4) for _ in range(2)]
+    combined = soft.ensemble_logits(members, "logits")
+    geometric = (torch.softmax(members[0], 1) * torch.softmax(members[1], 1)).sqrt()
+    torch.testing.assert_close(torch.softmax(combined, 1), geometric / geometric.sum(1, keepdim=True))
+
+
+def test_ensemble_of_one_member_gives_back_its_distribution_and_stays_finite():
+    z = torch.tensor([[1e4, 0.0, -1e4], [0.0, 1.0, 2.0]])
+    for combine in soft.COMBINES:
+        combined = soft.ensemble_logits([z], combine)
+        assert torch.isfinite(combined).all()
+        torch.testing.assert_close(torch.softmax(combined, 1), torch.softmax(z, 1))
+
+
+def test_ensemble_bad_members_are_clear():
+    with pytest.raises(ValueError, match="same number of classes.*has 10.*has 9"):
+        soft.ensemble_logits([torch.zeros(4, 10), torch.zeros(4, 9)])
+    with pytest.raises(ValueError, match="member_logits.*same shape"):
+        soft.ensemble_logits([torch.zeros(4, 10), torch.zeros(3, 10)])
+    with pytest.raises(ValueError, match="at least one"):
+        soft.ensemble_logits([])
+    with pytest.raises(ValueError, match="combine must be one of"):
+        soft.ensemble_logits([torch.zeros(4, 10)], "votes")
+    with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
+        soft.ensemble_logits([torch.zeros(4, 10)], temperature=0)

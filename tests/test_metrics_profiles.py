@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ def test_error_count_accuracy_and_agreement():
     labels = torch.tensor([0, 0, 0])
     assert metrics.error_count(logits, labels) == 1
     assert metrics.accuracy(logits, labels) == pytest.approx(2 / 3)
-    assert metrics.agreement(logits, torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])) == pytest.approx(2 / 3)
+    other = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    assert metrics.agreement(logits, other) == pytest.approx(2 / 3)
 
 
 def test_ece_by_hand():
@@ -35,11 +38,16 @@ def test_mean_std_and_formatting():
 
 
 def test_resolve_applies_overrides_over_the_profile():
-    table = {"smoke": {"epochs": 1, "lr": 0.1}, "default": {"epochs": 5, "lr": 0.1}, "full": {"epochs": 9, "lr": 0.1}}
+    table = {
+        "smoke": {"epochs": 1, "lr": 0.1},
+        "default": {"epochs": 5, "lr": 0.1},
+        "full": {"epochs": 9, "lr": 0.1},
+    }
     cfg = profiles.resolve("default", table, epochs=None, lr=0.5)
     assert cfg == {"profile": "default", "epochs": 5, "lr": 0.5}
     assert cfg.epochs == 5
-    with pytest.raises(ValueError, match=r"profile must be one of \['smoke', 'default', 'full'\], got 'huge'"):
+    valid = r"profile must be one of \['smoke', 'default', 'full'\], got 'huge'"
+    with pytest.raises(ValueError, match=valid):
         profiles.resolve("huge", table)
     with pytest.raises(ValueError, match="unknown knob 'epoch'"):
         profiles.resolve("smoke", table, epoch=3)
@@ -57,3 +65,62 @@ def test_results_round_trip_and_verdicts(tmp_path, monkeypatch):
     assert results.verdict([70, 72], [140, 150]) == "held"
     assert results.verdict([140, 150], [141, 152]) == "held, within the seed spread"
     assert results.verdict([150, 160], [140, 150]) == "did not hold"
+
+
+def test_nll_by_hand():
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(0.5))) / 2
+    assert metrics.nll(logits, labels, temperature=2.0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fit_temperature_matches_a_fine_grid_search():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(300, 5), torch.randint(0, 5, (300,))
+    logits[torch.arange(300), labels] += 2.0
+    grid = torch.linspace(0.05, 5.0, 4951)
+    # Every temperature of the grid at once: the mean NLL of softmax(z / T) per T, by broadcasting.
+    log_p = torch.log_softmax(logits.double()[None] / grid.double()[:, None, None], dim=2)
+    nll = -log_p[:, torch.arange(300), labels].mean(1)
+    best = float(grid[nll.argmin()])
+    assert metrics.fit_temperature(logits, labels) == pytest.approx(best, abs=2e-3)
+
+
+def test_fit_temperature_undoes_a_known_overconfidence():
+    # Labels drawn from softmax(z) make z calibrated; the logits 3 z are over-confident by a factor 3.
+    generator = torch.Generator().manual_seed(1)
+    z = torch.randn(20000, 4, generator=generator) * 2
+    labels = torch.multinomial(torch.softmax(z, 1), 1, generator=generator).squeeze(1)
+    assert metrics.fit_temperature(3 * z, labels) == pytest.approx(3.0, rel=0.05)
+    with pytest.raises(ValueError, match="high must be > low"):
+        metrics.fit_temperature(z, labels, low=2.0, high=1.0)
+
+
+def test_reliability_bins_by_hand_and_their_weighted_gap_is_the_ece():
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0], [5.0, 0.0]])
+    labels = torch.tensor([0, 1, 1, 0])
+    table = metrics.reliability(logits, labels, bins=2)
+    confidence = torch.softmax(logits, 1).max(1).values
+    assert table["count"].tolist() == [1.0, 3.0]
+    assert table["confidence"][0].item() == pytest.approx(0.5)
+    assert table["confidence"][1].item() == pytest.approx(float(confidence[1:].mean()))
+    assert table["accuracy"].tolist() == pytest.approx([1.0, 2 / 3])
+    filled = table["count"] > 0
+    gap = (table["count"][filled] / 4 * (table["accuracy"][filled] - table["confidence"][filled]).abs()).sum()
+    assert metrics.ece(logits, labels, bins=2) == pytest.approx(float(gap), rel=1e-6)
+    assert torch.isnan(metrics.reliability(logits[1:], labels[1:], bins=4)["accuracy"][0])
+
+
+def test_reliability_diagram_draws_the_filled_bins_and_heatmap_checks_its_shape():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from kdlab import plots
+
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0], [5.0, 0.0]])
+    labels = torch.tensor([0, 1, 1, 0])
+    ax = plots.reliability_diagram(logits, labels, bins=2, label="model")
+    points = ax.lines[0].get_ydata()
+    assert list(points) == pytest.approx(metrics.reliability(logits, labels, bins=2)["accuracy"].tolist())
+    assert "ECE" in ax.get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match=r"values must have shape \(2, 3\).*got \(3, 2\)"):
+        plots.heatmap([[1, 2], [3, 4], [5, 6]], ["a", "b"], [1, 2, 3])

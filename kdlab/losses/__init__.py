@@ -5,11 +5,20 @@ Each function's docstring names its paper, equation, normalisation and shapes.
 
 from kdlab.losses.features import fsp_distance, fsp_loss, fsp_matrix, hint_loss
 from kdlab.losses.mutual import mutual_loss, mutual_terms
-from kdlab.losses.soft import distillation_loss, distillation_terms, logit_mse, soft_target_loss
+from kdlab.losses.soft import (
+    distillation_loss,
+    distillation_terms,
+    ensemble_logits,
+    logit_mse,
+    soft_target_cross_entropy,
+    soft_target_loss,
+)
 from kdlab.losses.tsne import conditional_p, tsne_loss, tsne_p, tsne_q
 
 __all__ = [
     "soft_target_loss",
+    "soft_target_cross_entropy",
+    "ensemble_logits",
     "distillation_loss",
     "distillation_terms",
     "logit_mse",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -86,3 +90,58 @@ def logit_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     """
     _check_pair(student_logits, teacher_logits)
     return 0.5 * (student_logits.float() - teacher_logits.float()).pow(2).sum(dim=1).mean()
+
+
+def soft_target_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Hinton et al. (2015), sec. 2, as written: T^2 * H(softmax(z_t / T), softmax(z_s / T)), batch mean.
+
+    The cross-entropy with the soft targets, -sum_i p_i log q_i. It equals :func:`soft_target_loss`
+    plus T^2 times the teacher's entropy H(p_t), which does not depend on the student: the same
+    gradient, but a floor of T^2 H(p_t) instead of zero. At high T the teacher's distribution is
+    nearly uniform, so that floor is close to T^2 log(classes) and the loss "barely decreases"
+    (seed 001) even while the KL goes to zero. Summed over classes, averaged over the batch.
+
+    Shapes: (batch, classes), (batch, classes) -> scalar.
+    """
+    _check_pair(student_logits, teacher_logits)
+    _checks.positive("temperature", temperature)
+    student_log_q = F.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher_p = F.softmax(teacher_logits.float() / temperature, dim=1)
+    return -(teacher_p * student_log_q).sum(dim=1).mean() * temperature**2
+
+
+COMBINES = ("probabilities", "logits")
+
+
+def ensemble_logits(
+    member_logits: Sequence[Tensor], combine: str = "probabilities", temperature: float = 1.0
+) -> Tensor:
+    """One teacher from several: the logits of an ensemble of ``member_logits`` (Hinton et al. 2015, sec. 1).
+
+    ``"probabilities"``: the arithmetic mean of the members' softmaxes at ``temperature``, returned
+    as logits ``T * log(mean_k softmax(z_k / T))``, so that ``softmax(logits / T)`` is exactly that
+    mean (Hinton's ensemble soft targets; Bucila et al. 2006 label data by an ensemble's average
+    vote). ``"logits"``: the mean of the logits, i.e. the normalised geometric mean of the
+    probabilities (Ba & Caruana 2014 regress on logits). Every member gets weight 1/K.
+
+    Shapes: K tensors of (n, classes) -> (n, classes).
+    """
+    members = list(member_logits)
+    if not members:
+        raise ValueError("member_logits must hold at least one tensor of logits, got none")
+    _checks.choice("combine", combine, COMBINES)
+    _checks.positive("temperature", temperature)
+    for k, logits in enumerate(members):
+        _checks.logits(f"member_logits[{k}]", logits)
+        if logits.shape[1] != members[0].shape[1]:
+            raise ValueError(
+                f"ensemble members must have the same number of classes: member_logits[0] has "
+                f"{members[0].shape[1]}, member_logits[{k}] has {logits.shape[1]}"
+            )
+        _checks.same_shape("member_logits[0]", members[0], f"member_logits[{k}]", logits)
+    stacked = torch.stack([logits.float() for logits in members])
+    if combine == "logits":
+        return stacked.mean(dim=0)
+    # log(mean(softmax)) through logsumexp, so confident members (probabilities of 1e-30) stay finite.
+    log_p = F.log_softmax(stacked / temperature, dim=2)
+    return (torch.logsumexp(log_p, dim=0) - math.log(len(members))) * temperature

@@ -1,32 +1,50 @@
-"""Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network": a student
-trained on the teacher's softened outputs (cached once) and the true labels."""
+"""Output-level distillation. Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural
+Network": a student trained on the teacher's softened outputs (cached once) and the true labels;
+Bucila et al. (2006) and Ba & Caruana (2014): a student that mimics the teacher's outputs on
+unlabelled data; and the tools of Hinton's experiments (temperature sweeps, a transfer set with a
+class left out, the bias fix)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, losses
+from kdlab import _checks, losses, metrics
 from kdlab.data import Tensors
+from kdlab.losses import soft
 from kdlab.methods.common import train_model
 from kdlab.train import History, Objective
+
+MIMIC_LOSSES = ("kl", "mse")
+
+
+def _check_rows(teacher_logits: Tensor, n: int) -> None:
+    if teacher_logits.shape[0] != n:
+        raise ValueError(
+            f"teacher_logits must hold one row per training example ({n}), got {teacher_logits.shape[0]}"
+        )
 
 
 def objective(temperature: float, alpha: float) -> Objective:
     """Minimise :func:`kdlab.losses.distillation_loss` on batches ``(x, y, teacher_logits)``.
 
     Logs the total ``loss`` and its parts ``soft`` (T^2 KL to the teacher) and ``hard`` (label
-    cross-entropy), unweighted.
+    cross-entropy), unweighted, and ``soft_cross_entropy``: the paper's T^2 H(p_t, p_s), which is
+    ``soft`` plus the teacher's (constant) entropy, logged to show why it "barely decreases".
     """
     _checks.positive("temperature", temperature)
     _checks.in_range("alpha", alpha, 0.0, 1.0)
 
     def distillation(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         x, y, teacher_logits = batch[:3]
-        terms = losses.distillation_terms(model(x), teacher_logits, y, temperature, alpha)
-        return {"loss": terms["loss"], "soft": terms["soft"].detach(), "hard": terms["hard"].detach()}
+        student_logits = model(x)
+        terms = losses.distillation_terms(student_logits, teacher_logits, y, temperature, alpha)
+        cross_entropy = soft.soft_target_cross_entropy(student_logits.detach(), teacher_logits, temperature)
+        return {"loss": terms["loss"], "soft": terms["soft"].detach(), "hard": terms["hard"].detach(),
+                "soft_cross_entropy": cross_entropy}
 
     return distillation
 
@@ -48,12 +66,137 @@ def distill(
     (:func:`kdlab.cache.logits`). ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``,
     ``optimizer``, ``schedule``, ``device``... as in :func:`kdlab.methods.common.train_model`.
     """
-    if teacher_logits.shape[0] != len(train):
-        raise ValueError(
-            f"teacher_logits must hold one row per training example ({len(train)}), got {teacher_logits.shape[0]}"
-        )
+    _check_rows(teacher_logits, len(train))
     parts = {"method": "hinton", "temperature": temperature, "alpha": alpha} if cache else None
     return train_model(
         make_student, (train.x, train.y, teacher_logits.to(train.x.device)), objective(temperature, alpha),
         test=test, cache_parts=parts, **fit_knobs,
     )
+
+
+def mimic_objective(loss: str = "kl", temperature: float = 1.0) -> Objective:
+    """Match the teacher's outputs alone, on batches ``(x, teacher_logits)``: no labels.
+
+    ``loss="kl"``: :func:`kdlab.losses.soft_target_loss` at ``temperature`` (Hinton's soft
+    targets with no hard term); ``loss="mse"``: :func:`kdlab.losses.logit_mse` (Ba & Caruana's
+    logit regression; ``temperature`` plays no part).
+    """
+    _checks.choice("loss", loss, MIMIC_LOSSES)
+    _checks.positive("temperature", temperature)
+
+    def matching(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        x, teacher_logits = batch[:2]
+        student_logits = model(x)
+        if loss == "mse":
+            return {"loss": losses.logit_mse(student_logits, teacher_logits)}
+        return {"loss": losses.soft_target_loss(student_logits, teacher_logits, temperature)}
+
+    return matching
+
+
+def mimic(
+    make_student: Callable[[], nn.Module],
+    x: Tensor,
+    teacher_logits: Tensor,
+    *,
+    loss: str = "kl",
+    temperature: float = 1.0,
+    test: Tensors | None = None,
+    cache: bool = False,
+    **fit_knobs: Any,
+) -> tuple[nn.Module, History]:
+    """Train a fresh student on unlabelled inputs ``x`` (n, ...) and the teacher's logits (n, classes) only.
+
+    Bucila et al. (2006) and Ba & Caruana (2014): the teacher labels a transfer set, the student
+    never sees a true label (see :func:`mimic_objective` for ``loss``). ``fit_knobs`` as in
+    :func:`distill`.
+    """
+    _check_rows(teacher_logits, len(x))
+    parts = {"method": "mimic", "loss": loss, "temperature": temperature} if cache else None
+    return train_model(
+        make_student, (x, teacher_logits.to(x.device)), mimic_objective(loss, temperature),
+        test=test, cache_parts=parts, **fit_knobs,
+    )
+
+
+def sweep(
+    make_student: Callable[[], nn.Module],
+    train: Tensors,
+    teacher_logits: Tensor,
+    *,
+    temperatures: Sequence[float],
+    alphas: Sequence[float],
+    seeds: int,
+    test: Tensors | None = None,
+    cache: bool = False,
+    **fit_knobs: Any,
+) -> dict[tuple[float, float], list[History]]:
+    """:func:`distill` for every (temperature, alpha) pair and seeds 0..seeds-1: ``{(T, alpha): [History]}``.
+
+    Seed 001's lambda sweep crossed with Hinton's temperatures. Every knob is checked before the
+    first run, so a bad value (a temperature of 0) fails at once, not after an hour of training.
+    """
+    temperatures, alphas = list(temperatures), list(alphas)
+    if not temperatures or not alphas:
+        raise ValueError(f"temperatures and alphas must not be empty, got {temperatures} and {alphas}")
+    for k, temperature in enumerate(temperatures):
+        _checks.positive(f"temperatures[{k}]", temperature)
+    for k, alpha in enumerate(alphas):
+        _checks.in_range(f"alphas[{k}]", alpha, 0.0, 1.0)
+    _checks.at_least("seeds", seeds, 1)
+    return {
+        (temperature, alpha): [
+            distill(
+                make_student, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
+                cache=cache, seed=seed, desc=f"T={temperature:g}, alpha={alpha:g}, seed {seed}", **fit_knobs,
+            )[1]
+            for seed in range(seeds)
+        ]
+        for temperature in temperatures
+        for alpha in alphas
+    }
+
+
+def without_classes(train: Tensors, teacher_logits: Tensor, classes: Sequence[int]) -> tuple[Tensors, Tensor]:
+    """The transfer set with every example of ``classes`` removed, and the matching teacher rows.
+
+    Hinton et al. (2015), sec. 3: a student distilled on MNIST with no 3 in its transfer set.
+    Shapes: n examples, (n, C) -> m examples, (m, C), m = the examples kept.
+    """
+    _check_rows(teacher_logits, len(train))
+    for cls in classes:
+        _checks.in_range("classes", cls, 0, teacher_logits.shape[1] - 1)
+    keep = ~torch.isin(train.y, torch.as_tensor(list(classes), dtype=train.y.dtype, device=train.y.device))
+    if not bool(keep.any()):
+        raise ValueError(
+            f"the transfer set is empty after removing classes {list(classes)}: every example was one of them"
+        )
+    return Tensors(train.x[keep], train.y[keep]), teacher_logits[keep.to(teacher_logits.device)]
+
+
+def raise_bias(logits: Tensor, cls: int, amount: float) -> Tensor:
+    """``logits`` with ``amount`` added to column ``cls``: the effect of raising that class's output bias.
+
+    Hinton et al. (2015), sec. 3 raise the bias of the never-seen 3 (by 3.5) after distillation. The
+    bias of the logit layer enters every example's logit for that class unchanged, so shifting the
+    column is the same as editing the model. Shapes: (n, C) -> (n, C).
+    """
+    _checks.logits("logits", logits)
+    _checks.in_range("cls", cls, 0, logits.shape[1] - 1)
+    shifted = logits.clone()
+    shifted[:, cls] += amount
+    return shifted
+
+
+def best_bias(logits: Tensor, labels: Tensor, cls: int, amounts: Sequence[float]) -> float:
+    """The amount of ``amounts`` for :func:`raise_bias` that makes the fewest errors on ``(logits, labels)``.
+
+    Pick it on held-out labelled data, never on the test set; ties go to the smallest amount
+    (the least change to the model). Shapes: (n, C), (n,) -> float.
+    """
+    amounts = list(amounts)
+    if not amounts:
+        raise ValueError("amounts must hold at least one candidate bias, got none")
+    errors = [metrics.error_count(raise_bias(logits, cls, amount), labels) for amount in amounts]
+    best = min(range(len(amounts)), key=lambda k: (errors[k], amounts[k]))
+    return float(amounts[best])
