@@ -154,6 +154,12 @@ def key_of(model: nn.Module) -> str | None:
     return getattr(model, _KEY_ATTRIBUTE, None)
 
 
+def weights_digest(model: nn.Module) -> str:
+    """A content hash of a model's state (parameters and buffers), to key what is computed from it."""
+    state = model.state_dict()
+    return tensor_digest(torch.cat([v.detach().float().flatten().cpu() for v in state.values()]))
+
+
 def logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
     """``model``'s logits on ``x`` (eval mode), cached when ``model`` came from :func:`trained`.
 

@@ -10,6 +10,7 @@ from kdlab.methods import (
     hinton,
     mutual,
     teachers,
+    tsne,
 )
 from kdlab.methods.common import train_model
 
@@ -23,5 +24,6 @@ __all__ = [
     "hinton",
     "mutual",
     "teachers",
+    "tsne",
     "train_model",
 ]

@@ -153,12 +153,6 @@ def hint_objective(hinted: Hinted, batch: tuple[Tensor, ...]) -> dict[str, Tenso
     return {"loss": losses.hint_loss(hinted(x), teacher_hint)}
 
 
-def weights_digest(model: nn.Module) -> str:
-    """A content hash of a model's state (parameters and buffers), to key what is trained from it."""
-    state = model.state_dict()
-    return cache.tensor_digest(torch.cat([v.detach().float().flatten().cpu() for v in state.values()]))
-
-
 def hint_stage(
     make_student: Callable[[], nn.Module],
     teacher: nn.Module,
@@ -213,7 +207,7 @@ def hint_stage(
 
     if cache_result:
         parts = {
-            "architecture": repr(build()), "teacher": weights_digest(teacher), "hint": hint,
+            "architecture": repr(build()), "teacher": cache.weights_digest(teacher), "hint": hint,
             "guided": guided, "data": cache.tensor_digest(x), "epochs": epochs, "lr": lr,
             "batch_size": batch_size, "seed": seed,
         }
@@ -303,7 +297,7 @@ def distill(
     if isinstance(make_student, nn.Module):
         init = make_student
         make_student = lambda: copy.deepcopy(init)  # noqa: E731
-        start = weights_digest(init)
+        start = cache.weights_digest(init)
     else:
         start = "fresh"
     if cache_result:

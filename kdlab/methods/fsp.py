@@ -16,7 +16,7 @@ from kdlab import _checks, cache, features, runtime
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import fsp_distance, fsp_matrix
 from kdlab.methods.common import train_model
-from kdlab.methods.fitnets import check_layer, weights_digest
+from kdlab.methods.fitnets import check_layer
 from kdlab.models.resnet import FSP_PAIRS
 from kdlab.train import History, Objective, fit
 
@@ -165,7 +165,7 @@ def fsp_stage(
         student = build()
         return student, run(student)
     parts = {
-        "architecture": repr(build()), "teacher": weights_digest(teacher), "pairs": pairs,
+        "architecture": repr(build()), "teacher": cache.weights_digest(teacher), "pairs": pairs,
         "teacher_pairs": teacher_pairs, "weights": None if weights is None else list(weights),
         "data": cache.tensor_digest(x), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
     }
@@ -188,5 +188,5 @@ def train_from(
     :func:`kdlab.methods.common.train_model`.
     """
     _checks.at_least("epochs", fit_knobs.get("epochs", 1), 1)
-    parts = {"method": "fsp-stage-2", "start": weights_digest(init)} if cache_result else None
+    parts = {"method": "fsp-stage-2", "start": cache.weights_digest(init)} if cache_result else None
     return train_model(lambda: copy.deepcopy(init), train, test=test, cache_parts=parts, **fit_knobs)

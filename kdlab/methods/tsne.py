@@ -1,0 +1,316 @@
+"""tsneNet (Qiao, "Transferring neural network knowledge with t-SNE regularizer"): a small student
+trained on cross-entropy plus beta times the t-SNE loss between the teacher's and its own
+penultimate features, batch by batch.
+
+The teacher is frozen and the student sees *fixed* batches (the seed splits its 6,000 images
+into 60 batches of 100 once), so each batch's similarity matrix P is computed once and cached;
+a training step then only adds the student's Q and a KL divergence. Here the partition into
+batches is fixed and only the order of the batches changes from epoch to epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kdlab import _checks, features, losses, runtime
+from kdlab import cache as kd_cache
+from kdlab.data import Tensors
+from kdlab.losses.tsne import tsne_loss, tsne_p, tsne_q
+from kdlab.train import History, Objective, fit
+
+LAYER = "fc"
+
+
+class FixedBatches:
+    """Batches whose membership never changes, served in a new order every epoch.
+
+    ``FixedBatches(x, y, p)`` with every tensor shaped ``(n_batches, batch, ...)`` yields
+    ``(x[b], y[b], p[b])`` for the batches ``b`` in a permutation drawn from the loader's own
+    generator (seeded by ``seed``, saved by ``state_dict`` so a resumed :func:`~kdlab.train.fit`
+    sees the same order). Unlike :class:`~kdlab.data.TensorLoader` it never mixes examples of two
+    batches, so a per-batch target such as tsneNet's P stays valid. One process only (no
+    ``torchrun`` sharding).
+    """
+
+    def __init__(self, *tensors: Tensor, seed: int = 0, shuffle: bool = True) -> None:
+        if not tensors:
+            raise ValueError("FixedBatches needs at least one tensor, got none")
+        shapes = {tuple(t.shape[:2]) for t in tensors}
+        if len(shapes) != 1 or any(t.dim() < 2 for t in tensors):
+            raise ValueError(
+                f"every tensor must be shaped (n_batches, batch, ...) with the same first two sizes, got "
+                f"{[tuple(t.shape) for t in tensors]}"
+            )
+        self.tensors = tensors
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def batch_size(self) -> int:
+        return self.tensors[0].shape[1]
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        n = len(self)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for b in order.tolist():
+            yield tuple(t[b] for t in self.tensors)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def partition(n: int, batch_size: int, seed: int = 0) -> Tensor:
+    """A fixed random partition of ``n`` examples into batches: an index tensor (n // batch_size, batch_size).
+
+    The seed's "separate the 6000 into 60 batches" step. The ``n % batch_size`` examples left
+    over are dropped, because every P matrix of one run has one size.
+    """
+    _checks.at_least("batch_size", batch_size, 2)
+    if n < batch_size:
+        raise ValueError(f"batch_size must be <= the number of training examples ({n}), got {batch_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    count = n // batch_size
+    return order[: count * batch_size].reshape(count, batch_size)
+
+
+def check_layer(model: nn.Module, layer: str, role: str) -> None:
+    """Raise ``KeyError`` naming ``role`` and the model's layers when ``layer`` is not one of them."""
+    names = features.layer_names(model)
+    if layer not in names:
+        raise KeyError(f"{role} {layer!r} is not a layer of the {role.split()[0]}; its layers are {names}")
+
+
+def check_perplexity(perplexity: float, batch_size: int) -> None:
+    """P needs 1 < perplexity < batch_size - 1: a row of a batch has batch_size - 1 neighbours."""
+    if isinstance(perplexity, bool) or not isinstance(perplexity, (int, float)) or not (
+        1 < perplexity < batch_size - 1
+    ):
+        raise ValueError(
+            f"perplexity must be in (1, {batch_size - 1}) for batches of {batch_size} (a point has "
+            f"{batch_size - 1} neighbours), got {perplexity!r}; use a smaller perplexity or larger batches"
+        )
+
+
+def features_of(model: nn.Module, x: Tensor, layer: str = LAYER, batch_size: int = 1000) -> Tensor:
+    """The output of ``layer`` on ``x`` in eval mode, without gradient, flattened: (n, ...) -> (n, dim)."""
+    check_layer(model, layer, "model layer")
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        with torch.no_grad(), features.capture(model, layer, detach=True) as found:
+            for start in range(0, x.shape[0], batch_size):
+                model(x[start : start + batch_size])
+                chunks.append(found[layer].flatten(1).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
+def _model_key(model: nn.Module) -> str:
+    # A model from kdlab.cache.trained carries its cache key; any other is keyed by its weights.
+    return kd_cache.key_of(model) or kd_cache.weights_digest(model)
+
+
+def batch_p(
+    teacher: nn.Module,
+    x: Tensor,
+    batches: Tensor,
+    *,
+    perplexity: float = 20.0,
+    pca_dim: int | None = 50,
+    layer: str = LAYER,
+    use_cache: bool = True,
+) -> Tensor:
+    """tsneNet's "list of matrix P for each training batch": one P per fixed batch, (n_batches, B, B).
+
+    For batch b, :func:`kdlab.losses.tsne_p` of the teacher's ``layer`` features of ``x[batches[b]]``
+    (PCA to ``pca_dim`` first, the seed's 50; perplexity 20). The teacher is frozen, so the
+    result is cached (``kdlab.cache.tensor``) by the teacher's key, the inputs, the partition and
+    every knob. Shapes: x (n, ...), batches (n_batches, B) int64 -> (n_batches, B, B) float32.
+    """
+    if batches.dim() != 2:
+        raise ValueError(
+            f"batches must be an index tensor (n_batches, batch), got shape {tuple(batches.shape)}"
+        )
+    check_perplexity(perplexity, batches.shape[1])
+    if pca_dim is not None:
+        _checks.at_least("pca_dim", pca_dim, 1)
+    check_layer(teacher, layer, "teacher layer")
+
+    def compute() -> Tensor:
+        found = features_of(teacher, x, layer)
+        index = batches.to(found.device)
+        return torch.stack([tsne_p(found[rows], perplexity, pca_dim=pca_dim) for rows in index]).float()
+
+    if not use_cache:
+        return compute()
+    value = kd_cache.tensor(
+        "tsne_p", compute, teacher=_model_key(teacher), x=kd_cache.tensor_digest(x),
+        batches=kd_cache.tensor_digest(batches), perplexity=perplexity, pca_dim=pca_dim, layer=layer,
+    )
+    return value.to(x.device)
+
+
+def _check_knobs(beta: float, alpha: float, temperature: float | None, soft_alpha: float | None) -> None:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+        raise ValueError(f"beta must be >= 0 (the weight of the t-SNE term), got {beta!r}")
+    _checks.positive("alpha", alpha)
+    if (temperature is None) != (soft_alpha is None):
+        raise ValueError(
+            f"temperature and soft_alpha go together (Hinton's soft targets), got "
+            f"temperature={temperature!r} and soft_alpha={soft_alpha!r}"
+        )
+    if temperature is not None:
+        _checks.positive("temperature", temperature)
+        _checks.in_range("soft_alpha", soft_alpha, 0.0, 1.0)
+
+
+def objective(
+    beta: float,
+    alpha: float = math.inf,
+    *,
+    layer: str = LAYER,
+    temperature: float | None = None,
+    soft_alpha: float | None = None,
+    teacher: nn.Module | None = None,
+    teacher_layer: str = LAYER,
+    perplexity: float = 20.0,
+    pca_dim: int | None = 50,
+) -> Objective:
+    """tsneNet's hybrid loss, CE + beta * KL(P || Q) (README, "loss_hybrid"), on fixed batches.
+
+    Q is :func:`kdlab.losses.tsne_q` of the student's ``layer`` features with ``alpha`` degrees of
+    freedom (``math.inf``: the Gaussian, the seed's best). Batches are ``(x, y, p)`` with P from
+    :func:`batch_p`; with ``teacher`` given, P is instead computed from the teacher at every step
+    (the uncached procedure the seed calls slow) and batches are ``(x, y)``. With ``temperature``
+    and ``soft_alpha``, Hinton's soft targets join in (a last batch tensor of teacher logits):
+    ``(1 - soft_alpha) CE + soft_alpha T^2 KL + beta * tsne``. CE and the soft term are batch
+    means, the t-SNE term a sum over the batch's pairs (one distribution over pairs). Logs
+    ``loss``, ``hard`` (CE), ``tsne`` (unweighted) and ``soft`` when used.
+    """
+    _check_knobs(beta, alpha, temperature, soft_alpha)
+    if teacher is not None:
+        check_layer(teacher, teacher_layer, "teacher layer")
+
+    def hybrid(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        x, y = batch[:2]
+        if teacher is None:
+            p = batch[2]
+        else:
+            p = tsne_p(features_of(teacher, x, teacher_layer), perplexity, pca_dim=pca_dim)
+        with features.capture(model, layer) as found:
+            student_logits = model(x)
+        student_features = found[layer].flatten(1).float()
+        with torch.set_grad_enabled(beta > 0 and torch.is_grad_enabled()):
+            tsne = tsne_loss(p, tsne_q(student_features, alpha))
+        if soft_alpha is None:
+            hard = F.cross_entropy(student_logits.float(), y)
+            terms = {"loss": hard + beta * tsne, "hard": hard.detach()}
+        else:
+            kd = losses.distillation_terms(student_logits.float(), batch[-1], y, temperature, soft_alpha)
+            terms = {"loss": kd["loss"] + beta * tsne, "hard": kd["hard"].detach()}
+            terms["soft"] = kd["soft"].detach()
+        terms["tsne"] = tsne.detach()
+        return terms
+
+    return hybrid
+
+
+def distill(
+    make_student: Callable[[], nn.Module],
+    train: Tensors,
+    teacher: nn.Module,
+    *,
+    beta: float,
+    alpha: float = math.inf,
+    perplexity: float = 20.0,
+    pca_dim: int | None = 50,
+    layer: str = LAYER,
+    teacher_layer: str = LAYER,
+    batch_size: int = 100,
+    partition_seed: int = 0,
+    temperature: float | None = None,
+    soft_alpha: float | None = None,
+    cache_p: bool = True,
+    test: Tensors | None = None,
+    cache: bool = False,
+    epochs: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    optimizer: str = "adam",
+    schedule: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    desc: str = "tsne",
+) -> tuple[nn.Module, History]:
+    """Train a fresh student (``make_student()``, seeded by ``seed``) with tsneNet's hybrid loss.
+
+    ``train`` is cut once into fixed batches of ``batch_size`` (:func:`partition`, chosen by
+    ``partition_seed``, the same for every student seed so P is computed once); each epoch
+    visits them in a new order. ``cache_p=False`` recomputes P from the teacher at every step
+    (only to measure what the cache saves: the result is the same). ``beta=0`` is the student
+    alone; ``temperature`` and ``soft_alpha`` add Hinton's soft targets (see :func:`objective`).
+    With ``cache=True`` the trained student comes from :func:`kdlab.cache.trained`, keyed by
+    the architecture, data, teacher and every knob. Every knob is checked before anything runs.
+    """
+    _check_knobs(beta, alpha, temperature, soft_alpha)
+    _checks.at_least("batch_size", batch_size, 2)
+    check_perplexity(perplexity, batch_size)
+    check_layer(make_student(), layer, "student layer")
+    check_layer(teacher, teacher_layer, "teacher layer")
+    where = runtime.device(device)
+    teacher = teacher.to(where)
+    x, y = train.x.to(where), train.y.to(where)
+    batches = partition(len(train), batch_size, partition_seed).to(where)
+    tensors = [x[batches], y[batches]]
+    if cache_p:
+        p = batch_p(teacher, x, batches, perplexity=perplexity, pca_dim=pca_dim, layer=teacher_layer)
+        tensors.append(p)
+    if soft_alpha is not None:
+        tensors.append(_teacher_logits(teacher, x)[batches])
+    step_objective = objective(
+        beta, alpha, layer=layer, temperature=temperature, soft_alpha=soft_alpha,
+        teacher=None if cache_p else teacher, teacher_layer=teacher_layer, perplexity=perplexity,
+        pca_dim=pca_dim,
+    )
+
+    def build() -> nn.Module:
+        runtime.seed_everything(seed)
+        return make_student()
+
+    def run(model: nn.Module) -> History:
+        return fit(
+            model, FixedBatches(*tensors, seed=seed), step_objective, epochs=epochs, lr=lr,
+            optimizer=optimizer, schedule=schedule, test=test, device=where, progress=progress, desc=desc,
+        )
+
+    if not cache:
+        model = build()
+        return model, run(model)
+    parts: dict[str, Any] = {
+        "method": "tsne", "architecture": repr(build()),
+        "data": [kd_cache.tensor_digest(x), kd_cache.tensor_digest(y)],
+        "teacher": _model_key(teacher), "beta": beta, "alpha": alpha, "perplexity": perplexity,
+        "pca_dim": pca_dim, "layer": layer, "teacher_layer": teacher_layer, "batch_size": batch_size,
+        "partition_seed": partition_seed, "temperature": temperature, "soft_alpha": soft_alpha,
+        "epochs": epochs, "lr": lr, "seed": seed, "optimizer": optimizer, "schedule": schedule,
+    }
+    model, history = kd_cache.trained(build, run, name="model", **parts)
+    return model.to(where), history
+
+
+def _teacher_logits(teacher: nn.Module, x: Tensor) -> Tensor:
+    return kd_cache.logits(teacher, x).to(x.device)
