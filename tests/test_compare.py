@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from kdlab import compare, data, metrics, models, results
+from kdlab import claims, compare, data, metrics, models, results
 from kdlab.methods.common import train_model
 from kdlab.train import History
 
@@ -114,15 +114,15 @@ def test_summary_needs_the_student_alone():
 
 
 def test_every_seed_claim_names_a_known_chapter_or_says_why_none_checks_it():
-    assert len(compare.SEED_CLAIMS) >= 25
-    for claim in compare.SEED_CLAIMS:
+    assert len(claims.SEED_CLAIMS) >= 25
+    for claim in claims.SEED_CLAIMS:
         assert claim["claim"] and claim["source"] and claim["paper"]
         if claim["chapter"] is None:
             assert claim["why"]
         else:
-            assert claim["chapter"] in compare.CHAPTERS
-    json.dumps(compare.SEED_CLAIMS)  # JSON-able, so a chapter can save it with results.save
-    sources = " ".join(c["source"] for c in compare.SEED_CLAIMS)
+            assert claim["chapter"] in claims.CHAPTERS
+    json.dumps(claims.SEED_CLAIMS)  # JSON-able, so a chapter can save it with results.save
+    sources = " ".join(c["source"] for c in claims.SEED_CLAIMS)
     for seed in ("000", "001", "002", "003", "004"):
         assert f"seed {seed}" in sources
 
@@ -131,14 +131,14 @@ def test_gather_claims_uses_saved_claims_and_falls_back_on_the_seed_list(tmp_pat
     saved = results.claim("KD helps", "Hinton et al. 2015", "146 -> 74", "150 ± 3 -> 120 ± 2 (n=2)", "held")
     results.save("soft_targets", {"profile": "smoke"}, {"claims": [saved]})
     results.save("fitnets", {"profile": "smoke"}, {"errors": {"a": [1]}})
-    records = compare.load_records(["soft_targets", "fitnets", "fsp"], "smoke")
+    records = claims.load_records(["soft_targets", "fitnets", "fsp"], "smoke")
     assert records["fsp"] is None
-    rows = compare.gather_claims(records)
+    rows = claims.gather_claims(records)
     by_chapter = {}
     for row in rows:
         by_chapter.setdefault(row["chapter"], []).append(row)
     assert by_chapter["soft_targets"] == [{"chapter": "soft_targets", **saved}]
-    expected_fitnets = [c["claim"] for c in compare.SEED_CLAIMS if c["chapter"] == "fitnets"]
+    expected_fitnets = [c["claim"] for c in claims.SEED_CLAIMS if c["chapter"] == "fitnets"]
     assert [r["claim"] for r in by_chapter["fitnets"]] == expected_fitnets
     assert all(
         r["verdict"] == "not run at this profile (its results record no claims)"
@@ -146,14 +146,14 @@ def test_gather_claims_uses_saved_claims_and_falls_back_on_the_seed_list(tmp_pat
     )
     assert all(r["verdict"] == "not run at this profile (no saved results)" for r in by_chapter["fsp"])
     # The seed claims of the chapters not asked for, and of no chapter, close the list.
-    elsewhere = [c for c in compare.SEED_CLAIMS if c["chapter"] not in ("soft_targets", "fitnets", "fsp")]
+    elsewhere = [c for c in claims.SEED_CLAIMS if c["chapter"] not in ("soft_targets", "fitnets", "fsp")]
     assert [r["claim"] for r in by_chapter["-"]] == [c["claim"] for c in elsewhere]
     assert len(rows) == 1 + len(expected_fitnets) + len(by_chapter["fsp"]) + len(elsewhere)
 
 
 def test_gather_claims_reads_the_older_kdlab_key_as_ours():
     record = {"results": {"claims": [{"claim": "c", "kdlab": "12 ± 1", "verdict": "held"}]}}
-    (row,) = compare.gather_claims({"soft_targets": record}, seed_claims=[])
+    (row,) = claims.gather_claims({"soft_targets": record}, seed_claims=[])
     assert row == {
         "chapter": "soft_targets",
         "claim": "c",
@@ -168,7 +168,7 @@ def test_load_records_names_an_unreadable_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KDLAB_RESULTS", str(tmp_path))
     (tmp_path / "fsp-smoke.json").write_text("{not json")
     with pytest.raises(ValueError, match="chapter 'fsp' at profile 'smoke' are not JSON"):
-        compare.load_records(["fsp"], "smoke")
+        claims.load_records(["fsp"], "smoke")
 
 
 def test_chapter_points_from_error_counts_and_from_accuracies():
@@ -182,7 +182,7 @@ def test_chapter_points_from_error_counts_and_from_accuracies():
             "student_parameters": 100,
         },
     }
-    assert compare.chapter_points(by_counts) == [
+    assert claims.chapter_points(by_counts) == [
         {"chapter": "fitnets", "model": "teacher", "parameters": 1000, "error_percent": 1.0},
         {"chapter": "fitnets", "model": "KD", "parameters": 100, "error_percent": 2.5},
         {"chapter": "fitnets", "model": "FitNet", "parameters": 100, "error_percent": 2.5},
@@ -196,10 +196,10 @@ def test_chapter_points_from_error_counts_and_from_accuracies():
             "student_parameters": 3,
         },
     }
-    points = compare.chapter_points(by_accuracy)
+    points = claims.chapter_points(by_accuracy)
     assert [(p["model"], p["parameters"]) for p in points] == [("teacher", 7), ("FSP", 3)]
     assert [p["error_percent"] for p in points] == pytest.approx([10.0, 15.0])
-    assert compare.chapter_points({"results": {"verdicts": ["held"]}}) == []
+    assert claims.chapter_points({"results": {"verdicts": ["held"]}}) == []
 
 
 # --- the common setting, end to end on digits ------------------------------------------------
