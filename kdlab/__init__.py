@@ -26,4 +26,15 @@ __all__ = [
     "load",
     "History",
     "fit",
+    "distill",
+    "mutual",
 ]
+
+
+def __getattr__(name: str):
+    # kdlab.distill and kdlab.mutual (the practitioner's API) import every recipe: load them on first use.
+    if name in ("distill", "mutual"):
+        from kdlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'kdlab' has no attribute {name!r}")

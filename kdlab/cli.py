@@ -9,7 +9,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from kdlab import book
+from kdlab import book, cli_distill
 from kdlab.profiles import PROFILES
 
 
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("only", nargs="*", help="benchmark names (default: all)")
     bench.add_argument("--json-dir", help="write each benchmark's numbers as JSON here")
     bench.set_defaults(handler=_bench)
+
+    cli_distill.add_parser(commands)
 
     args = parser.parse_args(argv)
     os.environ.setdefault("KDLAB_PROGRESS", "0")
