@@ -212,12 +212,12 @@ def _fitnets(teacher, make_student, probe, data, test, _classes, knobs) -> tuple
     guided_student, _, _ = fitnets.hint_stage(
         make_student, teacher, data, hint=knobs["hint"], guided=knobs["guided"],
         epochs=knobs["hint_epochs"] or knobs["epochs"], lr=fit["lr"], batch_size=fit["batch_size"],
-        seed=fit["seed"], regressor=knobs["regressor"], device=fit["device"], cache_result=knobs["cache"],
+        seed=fit["seed"], regressor=knobs["regressor"], device=fit["device"], cache=knobs["cache"],
         progress=fit["progress"],
     )
     return fitnets.distill(
         guided_student, data, cache.logits(teacher, data.x), temperature=knobs["temperature"],
-        alpha=knobs["alpha"], anneal=knobs["anneal"], test=test, cache_result=knobs["cache"],
+        alpha=knobs["alpha"], anneal=knobs["anneal"], test=test, cache=knobs["cache"],
         desc="fitnets", **fit,
     )
 
@@ -231,9 +231,9 @@ def _fsp(teacher, make_student, probe, data, test, _classes, knobs) -> tuple[nn.
     init, _ = fsp.fsp_stage(
         make_student, teacher, data, epochs=knobs["fsp_epochs"] or knobs["epochs"], pairs=pairs,
         teacher_pairs=teacher_pairs, weights=knobs["weights"], lr=fit["lr"], batch_size=fit["batch_size"],
-        seed=fit["seed"], device=fit["device"], cache_result=knobs["cache"], progress=fit["progress"],
+        seed=fit["seed"], device=fit["device"], cache=knobs["cache"], progress=fit["progress"],
     )
-    return fsp.train_from(init, data, test=test, cache_result=knobs["cache"], desc="fsp", **fit)
+    return fsp.train_from(init, data, test=test, cache=knobs["cache"], desc="fsp", **fit)
 
 
 def _tsne(teacher, make_student, probe, data, test, _classes, knobs) -> tuple[nn.Module, History]:

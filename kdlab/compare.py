@@ -241,7 +241,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
             batch_size=setting.batch_size,
             seed=seed,
             device=where,
-            cache_result=setting.cache,
+            cache=setting.cache,
             progress=False,
         )
         student, history = fitnets.distill(
@@ -250,7 +250,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
             teacher_logits,
             temperature=setting.temperature,
             alpha=setting.alpha,
-            cache_result=setting.cache,
+            cache=setting.cache,
             **knobs,
         )
         add("FitNets", student, [hint_history, history])
@@ -265,10 +265,10 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
             batch_size=setting.batch_size,
             seed=seed,
             device=where,
-            cache_result=setting.cache,
+            cache=setting.cache,
             progress=False,
         )
-        student, history = fsp.train_from(init, train, cache_result=setting.cache, **knobs)
+        student, history = fsp.train_from(init, train, cache=setting.cache, **knobs)
         add("FSP", student, [stage, history])
     if "t-SNE regularizer" in methods:
         student, history = tsne.distill(

@@ -88,7 +88,7 @@ def test_hint_stage_trains_only_below_the_guided_layer_and_lowers_the_hint_loss(
     initial = state(make_student())
     student, regressor, history = fitnets.hint_stage(
         make_student, teacher, train, hint="relu2", guided="relu3", epochs=6, lr=1e-2, batch_size=8, seed=0,
-        cache_result=False,
+        cache=False,
     )
     trained = state(student)
     for name, value in initial.items():
@@ -195,7 +195,7 @@ def test_fsp_stage_lowers_the_fsp_loss_and_leaves_the_classifier():
     torch.manual_seed(0)
     initial = state(make_resnet(8))
     student, history = fsp.fsp_stage(lambda: make_resnet(8), teacher, train, epochs=5, lr=1e-2,
-                                     batch_size=8, cache_result=False)
+                                     batch_size=8, cache=False)
     assert history.last("loss") < history["loss"][0]
     trained = state(student)
     assert torch.equal(trained["logits.weight"], initial["logits.weight"])

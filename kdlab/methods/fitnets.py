@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, cache, features, losses, models, runtime
+from kdlab import _checks, features, losses, models, runtime
+from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.methods.common import train_model
 from kdlab.train import History, Objective, fit
@@ -125,10 +126,10 @@ def hint_features(teacher: nn.Module, x: Tensor, hint: str, batch_size: int = 10
         finally:
             teacher.train(was_training)
 
-    model_key = cache.key_of(teacher)
+    model_key = kd_cache.key_of(teacher)
     if model_key is None:
         return compute().to(x.device)
-    value = cache.tensor("fitnets-hint", compute, model=model_key, layer=hint, x=cache.tensor_digest(x))
+    value = kd_cache.tensor("fitnets-hint", compute, model=model_key, layer=hint, x=kd_cache.tensor_digest(x))
     return value.to(x.device)
 
 
@@ -166,7 +167,7 @@ def hint_stage(
     seed: int = 0,
     regressor: str = "conv",
     device: str | torch.device | None = None,
-    cache_result: bool = True,
+    cache: bool = True,
     progress: bool | None = None,
     desc: str = "hint stage",
 ) -> tuple[nn.Module, nn.Module, History]:
@@ -177,7 +178,7 @@ def hint_stage(
     (:func:`make_regressor`); Adam (``lr``) runs over the regressor and
     :func:`guided_parameters` only, for ``epochs`` epochs of :func:`hint_objective` against the
     teacher's cached hints. The layers above ``guided`` keep their initial weights. With
-    ``cache_result``, the result is trained once per (architectures, data, knobs, teacher).
+    ``cache``, the result is trained once per (architectures, data, knobs, teacher).
 
     Returns the whole student (trained below the guided layer), the regressor and the History
     (the epoch mean of the hint loss, ``loss``).
@@ -205,13 +206,13 @@ def hint_stage(
             device=where, progress=progress, desc=desc,
         )
 
-    if cache_result:
+    if cache:
         parts = {
-            "architecture": repr(build()), "teacher": cache.weights_digest(teacher), "hint": hint,
-            "guided": guided, "data": cache.tensor_digest(x), "epochs": epochs, "lr": lr,
+            "architecture": repr(build()), "teacher": kd_cache.weights_digest(teacher), "hint": hint,
+            "guided": guided, "data": kd_cache.tensor_digest(x), "epochs": epochs, "lr": lr,
             "batch_size": batch_size, "seed": seed,
         }
-        hinted, history = cache.trained(build, run, name="fitnets-hint-stage", **parts)
+        hinted, history = kd_cache.trained(build, run, name="fitnets-hint-stage", **parts)
     else:
         hinted = build()
         history = run(hinted)
@@ -274,7 +275,7 @@ def distill(
     anneal: bool = True,
     batch_size: int = 128,
     test: Tensors | None = None,
-    cache_result: bool = False,
+    cache: bool = False,
     **fit_knobs: Any,
 ) -> tuple[nn.Module, History]:
     """FitNets' stage 2: KD on the whole student, the soft-target weight annealed from ``alpha`` to 0.
@@ -297,10 +298,10 @@ def distill(
     if isinstance(make_student, nn.Module):
         init = make_student
         make_student = lambda: copy.deepcopy(init)  # noqa: E731
-        start = cache.weights_digest(init)
+        start = kd_cache.weights_digest(init)
     else:
         start = "fresh"
-    if cache_result:
+    if cache:
         parts = {
             "method": "fitnets-kd", "temperature": temperature, "alpha": alpha, "anneal": anneal,
             "start": start,

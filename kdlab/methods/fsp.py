@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, cache, features, runtime
+from kdlab import _checks, features, runtime
+from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import fsp_distance, fsp_matrix
 from kdlab.methods.common import train_model
@@ -85,12 +86,12 @@ def teacher_matrices(
                     for chunk in x.split(batch_size)
                 ])
 
-            model_key = cache.key_of(teacher)
+            model_key = kd_cache.key_of(teacher)
             if model_key is None:
                 flat = compute()
             else:
-                digest = cache.tensor_digest(x)
-                flat = cache.tensor("fsp-matrices", compute, model=model_key, pairs=pairs, x=digest)
+                digest = kd_cache.tensor_digest(x)
+                flat = kd_cache.tensor("fsp-matrices", compute, model=model_key, pairs=pairs, x=digest)
     finally:
         teacher.train(was_training)
     parts = flat.to(x.device).split([c1 * c2 for c1, c2 in shapes], dim=1)
@@ -124,7 +125,7 @@ def fsp_stage(
     batch_size: int = 128,
     seed: int = 0,
     device: str | torch.device | None = None,
-    cache_result: bool = True,
+    cache: bool = True,
     progress: bool | None = None,
     desc: str = "FSP stage",
 ) -> tuple[nn.Module, History]:
@@ -134,7 +135,7 @@ def fsp_stage(
     those of the teacher (default: the same names, as for two :func:`kdlab.models.resnet` nets);
     ``weights`` are the lambda_i (default all 1, as the paper). Adam over all the student's
     parameters (only those below the last pair get a gradient; the classifier keeps its
-    initial weights). With ``cache_result``, trained once per (architectures, data, knobs,
+    initial weights). With ``cache``, trained once per (architectures, data, knobs,
     teacher). Returns the student and the History (``loss``: the epoch mean of the FSP loss).
     """
     where = runtime.device(device)
@@ -161,15 +162,15 @@ def fsp_stage(
             desc=desc,
         )
 
-    if not cache_result:
+    if not cache:
         student = build()
         return student, run(student)
     parts = {
-        "architecture": repr(build()), "teacher": cache.weights_digest(teacher), "pairs": pairs,
+        "architecture": repr(build()), "teacher": kd_cache.weights_digest(teacher), "pairs": pairs,
         "teacher_pairs": teacher_pairs, "weights": None if weights is None else list(weights),
-        "data": cache.tensor_digest(x), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+        "data": kd_cache.tensor_digest(x), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
     }
-    student, history = cache.trained(build, run, name="fsp-stage", **parts)
+    student, history = kd_cache.trained(build, run, name="fsp-stage", **parts)
     return student.to(where), history
 
 
@@ -178,7 +179,7 @@ def train_from(
     train: Tensors,
     *,
     test: Tensors | None = None,
-    cache_result: bool = False,
+    cache: bool = False,
     **fit_knobs: Any,
 ) -> tuple[nn.Module, History]:
     """Yim et al. (2017), stage 2: normal training (label cross-entropy) of a copy of ``init``.
@@ -188,5 +189,5 @@ def train_from(
     :func:`kdlab.methods.common.train_model`.
     """
     _checks.at_least("epochs", fit_knobs.get("epochs", 1), 1)
-    parts = {"method": "fsp-stage-2", "start": cache.weights_digest(init)} if cache_result else None
+    parts = {"method": "fsp-stage-2", "start": kd_cache.weights_digest(init)} if cache else None
     return train_model(lambda: copy.deepcopy(init), train, test=test, cache_parts=parts, **fit_knobs)
