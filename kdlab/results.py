@@ -57,7 +57,8 @@ def verdict(ours: list[float], baseline: list[float], lower_is_better: bool = Tr
     """Whether ``ours`` beat ``baseline`` over seeds, honestly worded.
 
     ``"held"`` when the mean is better by more than the seeds' spread (the root of the two
-    variances), ``"held, within the seed spread"`` when better by less, ``"did not hold"`` otherwise.
+    variances), ``"held, within the seed spread"`` when better by less, ``"did not hold"`` otherwise;
+    a better result where both sides are single values is ``"held on one seed ..."``.
     """
     from kdlab.metrics import mean_std
 
@@ -65,6 +66,8 @@ def verdict(ours: list[float], baseline: list[float], lower_is_better: bool = Tr
     gain = (mean_b - mean_a) if lower_is_better else (mean_a - mean_b)
     if gain <= 0:
         return "did not hold"
+    if max(len(ours), len(baseline)) < 2:
+        return "held on one seed (no spread to weigh it against)"
     return "held" if gain > (std_a**2 + std_b**2) ** 0.5 else "held, within the seed spread"
 
 

@@ -65,6 +65,9 @@ def test_results_round_trip_and_verdicts(tmp_path, monkeypatch):
     assert results.verdict([70, 72], [140, 150]) == "held"
     assert results.verdict([140, 150], [141, 152]) == "held, within the seed spread"
     assert results.verdict([150, 160], [140, 150]) == "did not hold"
+    assert results.verdict([70], [140]).startswith("held on one seed")
+    assert results.verdict([70], [140, 150]) == "held"
+    assert results.verdict([170], [140]) == "did not hold"
 
 
 def test_nll_by_hand():
