@@ -24,6 +24,14 @@ def _resolve(model: nn.Module, name: str) -> nn.Module:
     return model.get_submodule(name)
 
 
+def check_layer(model: nn.Module, name: str, role: str) -> None:
+    """Raise ``KeyError`` naming ``role`` (e.g. ``"hint layer"``) and listing the model's layers when
+    ``name`` is not one of them; the recipes check every layer name before they train."""
+    names = layer_names(model)
+    if name not in names:
+        raise KeyError(f"{role} {name!r} is not a layer of the model; its layers are {names}")
+
+
 @contextmanager
 def capture(
     model: nn.Module, names: str | Sequence[str], *, detach: bool = False

@@ -17,7 +17,6 @@ from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import fsp_distance, fsp_matrix
 from kdlab.methods.common import train_model
-from kdlab.methods.fitnets import check_layer
 from kdlab.models.resnet import FSP_PAIRS
 from kdlab.train import History, Objective, fit
 
@@ -34,7 +33,7 @@ def check_pairs(model: nn.Module, pairs: Pairs, example: Tensor, role: str = "mo
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"pairs[{i}] must be a (first, second) pair of layer names, got {pair!r}")
         for name in pair:
-            check_layer(model, name, f"FSP layer of the {role} (pairs[{i}])")
+            features.check_layer(model, name, f"FSP layer of the {role} (pairs[{i}])")
     names = sorted({name for pair in pairs for name in pair})
     was_training = model.training
     model.eval()

@@ -85,13 +85,6 @@ def partition(n: int, batch_size: int, seed: int = 0) -> Tensor:
     return order[: count * batch_size].reshape(count, batch_size)
 
 
-def check_layer(model: nn.Module, layer: str, role: str) -> None:
-    """Raise ``KeyError`` naming ``role`` and the model's layers when ``layer`` is not one of them."""
-    names = features.layer_names(model)
-    if layer not in names:
-        raise KeyError(f"{role} {layer!r} is not a layer of the {role.split()[0]}; its layers are {names}")
-
-
 def check_perplexity(perplexity: float, batch_size: int) -> None:
     """P needs 1 < perplexity < batch_size - 1: a row of a batch has batch_size - 1 neighbours."""
     if isinstance(perplexity, bool) or not isinstance(perplexity, (int, float)) or not (
@@ -105,7 +98,7 @@ def check_perplexity(perplexity: float, batch_size: int) -> None:
 
 def features_of(model: nn.Module, x: Tensor, layer: str = LAYER, batch_size: int = 1000) -> Tensor:
     """The output of ``layer`` on ``x`` in eval mode, without gradient, flattened: (n, ...) -> (n, dim)."""
-    check_layer(model, layer, "model layer")
+    features.check_layer(model, layer, "model layer")
     was_training = model.training
     model.eval()
     chunks = []
@@ -148,7 +141,7 @@ def batch_p(
     check_perplexity(perplexity, batches.shape[1])
     if pca_dim is not None:
         _checks.at_least("pca_dim", pca_dim, 1)
-    check_layer(teacher, layer, "teacher layer")
+    features.check_layer(teacher, layer, "teacher layer")
 
     def compute() -> Tensor:
         found = features_of(teacher, x, layer)
@@ -203,7 +196,7 @@ def objective(
     """
     _check_knobs(beta, alpha, temperature, soft_alpha)
     if teacher is not None:
-        check_layer(teacher, teacher_layer, "teacher layer")
+        features.check_layer(teacher, teacher_layer, "teacher layer")
 
     def hybrid(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         x, y = batch[:2]
@@ -269,8 +262,8 @@ def distill(
     _check_knobs(beta, alpha, temperature, soft_alpha)
     _checks.at_least("batch_size", batch_size, 2)
     check_perplexity(perplexity, batch_size)
-    check_layer(make_student(), layer, "student layer")
-    check_layer(teacher, teacher_layer, "teacher layer")
+    features.check_layer(make_student(), layer, "student layer")
+    features.check_layer(teacher, teacher_layer, "teacher layer")
     where = runtime.device(device)
     teacher = teacher.to(where)
     x, y = train.x.to(where), train.y.to(where)
