@@ -43,15 +43,23 @@ def choice(name: str, value: Any, valid: Iterable[Any]) -> Any:
     return value
 
 
-def logits(name: str, tensor: Tensor) -> Tensor:
-    """Require a floating (batch, classes) tensor."""
+def float_tensor(
+    name: str, tensor: Tensor, shape_doc: str, min_dim: int, max_dim: int | None = None
+) -> Tensor:
+    """Require a floating tensor with ``min_dim`` to ``max_dim`` dimensions (``shape_doc`` names
+    them in the message, e.g. ``"(batch, c, h, w)"``); ``max_dim=None`` sets no upper bound."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.dim() != 2:
-        raise ValueError(f"{name} must have shape (batch, classes), got shape {tuple(tensor.shape)}")
+    if tensor.dim() < min_dim or (max_dim is not None and tensor.dim() > max_dim):
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {tuple(tensor.shape)}")
     if not tensor.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got dtype {tensor.dtype}")
     return tensor
+
+
+def logits(name: str, tensor: Tensor) -> Tensor:
+    """Require a floating (batch, classes) tensor."""
+    return float_tensor(name, tensor, "(batch, classes)", 2, 2)
 
 
 def same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:

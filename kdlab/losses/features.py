@@ -12,16 +12,6 @@ from torch import Tensor
 from kdlab import _checks
 
 
-def _features(name: str, tensor: Tensor, shape_doc: str, min_dim: int, max_dim: int | None = None) -> Tensor:
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.dim() < min_dim or (max_dim is not None and tensor.dim() > max_dim):
-        raise ValueError(f"{name} must have shape {shape_doc}, got shape {tuple(tensor.shape)}")
-    if not tensor.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {tensor.dtype}")
-    return tensor
-
-
 def hint_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
     """Romero et al. (2015), eq. 3 (the hint stage): 1/2 ||u_h(x) - r(v_g(x))||^2, batch mean.
 
@@ -38,8 +28,8 @@ def hint_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
 
     Shapes: (batch, ...), (batch, ...) of one shape, e.g. (batch, c, h, w) -> scalar.
     """
-    _features("student_features", student_features, "(batch, ...) with >= 2 dimensions", 2)
-    _features("teacher_features", teacher_features, "(batch, ...) with >= 2 dimensions", 2)
+    _checks.float_tensor("student_features", student_features, "(batch, ...) with >= 2 dimensions", 2)
+    _checks.float_tensor("teacher_features", teacher_features, "(batch, ...) with >= 2 dimensions", 2)
     _checks.same_shape("student_features", student_features, "teacher_features", teacher_features)
     diff = student_features.float() - teacher_features.float()
     return 0.5 * diff.pow(2).flatten(1).sum(dim=1).mean()
@@ -59,8 +49,8 @@ def fsp_matrix(first: Tensor, second: Tensor, *, pool: bool = False) -> Tensor:
 
     Shapes: (batch, c1, h, w), (batch, c2, h, w) -> (batch, c1, c2).
     """
-    _features("first", first, "(batch, c1, h, w)", 4, 4)
-    _features("second", second, "(batch, c2, h, w)", 4, 4)
+    _checks.float_tensor("first", first, "(batch, c1, h, w)", 4, 4)
+    _checks.float_tensor("second", second, "(batch, c2, h, w)", 4, 4)
     if first.shape[0] != second.shape[0]:
         raise ValueError(
             f"first and second must have one batch size, got {first.shape[0]} and {second.shape[0]}"

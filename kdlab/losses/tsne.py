@@ -16,16 +16,11 @@ import math
 import torch
 from torch import Tensor
 
-from kdlab._checks import at_least, finite, positive, same_shape
+from kdlab._checks import at_least, finite, float_tensor, positive, same_shape
 
 
 def _check_features(name: str, features: Tensor) -> int:
-    if not isinstance(features, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(features).__name__}")
-    if features.dim() != 2:
-        raise ValueError(f"{name} must have shape (n, dim), got shape {tuple(features.shape)}")
-    if not features.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {features.dtype}")
+    float_tensor(name, features, "(n, dim)", 2, 2)
     if features.shape[0] < 2 or features.shape[1] < 1:
         raise ValueError(
             f"{name} must hold at least 2 points (rows) of at least 1 dimension, got shape "
