@@ -24,7 +24,7 @@ from torch import nn
 from kdlab import _checks, adapters, cache, features, models, runtime
 from kdlab import train as training
 from kdlab.data import Tensors
-from kdlab.methods import fitnets, fsp, hinton, tsne
+from kdlab.methods import common, fitnets, fsp, hinton, tsne
 from kdlab.methods import mutual as dml
 from kdlab.train import History
 
@@ -74,31 +74,6 @@ def _knobs(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 def _fit_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
     return {name: knobs[name] for name in FIT_KNOBS if name != "cache"}
-
-
-def check_layers(model: nn.Module, names: str | Sequence[str], role: str) -> None:
-    """Raise ``KeyError`` naming ``role`` when a name is not a layer of ``model``, with the close matches
-    and the model's layer names (:func:`kdlab.features.capture`'s message); nothing runs."""
-    try:
-        with features.capture(model, names):
-            pass
-    except KeyError as error:
-        raise KeyError(f"{role}: {error.args[0]}") from None
-
-
-def _fit_loader(
-    make_student: Callable[[], nn.Module], loader: Any, objective: training.Objective, test: Tensors | None,
-    knobs: Mapping[str, Any], desc: str,
-) -> tuple[nn.Module, History]:
-    # The loader path of kdlab.methods.common.train_model: seed, build, then the one training loop.
-    runtime.seed_everything(knobs["seed"])
-    model = make_student()
-    history = training.fit(
-        model, loader, objective, epochs=knobs["epochs"], lr=knobs["lr"], optimizer=knobs["optimizer"],
-        weight_decay=knobs["weight_decay"], schedule=knobs["schedule"], test=test, device=knobs["device"],
-        progress=knobs["progress"], desc=desc,
-    )
-    return model, history
 
 
 def distill(
@@ -189,7 +164,7 @@ def _hinton(teacher, make_student, _probe, data, test, classes, knobs) -> tuple[
         )
     objective = hinton.objective(knobs["temperature"], knobs["alpha"])
     objective = adapters.with_teacher(teacher, objective, classes)
-    return _fit_loader(make_student, data, objective, test, knobs, "hinton")
+    return common.train_model(make_student, data, objective, test=test, desc="hinton", **_fit_knobs(knobs))
 
 
 def _logits(teacher, make_student, _probe, data, test, classes, knobs) -> tuple[nn.Module, History]:
@@ -199,15 +174,15 @@ def _logits(teacher, make_student, _probe, data, test, classes, knobs) -> tuple[
             desc="logits", **_fit_knobs(knobs),
         )
     objective = adapters.with_teacher(teacher, hinton.mimic_objective("mse"), classes, labels=False)
-    return _fit_loader(make_student, data, objective, test, knobs, "logits")
+    return common.train_model(make_student, data, objective, test=test, desc="logits", **_fit_knobs(knobs))
 
 
 def _fitnets(teacher, make_student, probe, data, test, _classes, knobs) -> tuple[nn.Module, History]:
     for name, role in (("hint", "teacher"), ("guided", "student")):
         if knobs[name] is None:
             raise ValueError(f"method 'fitnets' needs {name}=<a layer name of the {role}>")
-    check_layers(teacher, knobs["hint"], "hint (a teacher layer)")
-    check_layers(probe, knobs["guided"], "guided (a student layer)")
+    features.check_layers(teacher, knobs["hint"], "hint (a teacher layer)")
+    features.check_layers(probe, knobs["guided"], "guided (a student layer)")
     fit = _fit_knobs(knobs)
     guided_student, _, _ = fitnets.hint_stage(
         make_student, teacher, data, hint=knobs["hint"], guided=knobs["guided"],
@@ -225,8 +200,10 @@ def _fitnets(teacher, make_student, probe, data, test, _classes, knobs) -> tuple
 def _fsp(teacher, make_student, probe, data, test, _classes, knobs) -> tuple[nn.Module, History]:
     pairs = knobs["pairs"] if knobs["pairs"] is not None else models.FSP_PAIRS
     teacher_pairs = knobs["teacher_pairs"] if knobs["teacher_pairs"] is not None else pairs
-    check_layers(probe, [name for pair in pairs for name in pair], "pairs (student layers)")
-    check_layers(teacher, [name for pair in teacher_pairs for name in pair], "teacher_pairs (teacher layers)")
+    features.check_layers(probe, [name for pair in pairs for name in pair], "pairs (student layers)")
+    features.check_layers(
+        teacher, [name for pair in teacher_pairs for name in pair], "teacher_pairs (teacher layers)"
+    )
     fit = _fit_knobs(knobs)
     init, _ = fsp.fsp_stage(
         make_student, teacher, data, epochs=knobs["fsp_epochs"] or knobs["epochs"], pairs=pairs,
@@ -238,8 +215,8 @@ def _fsp(teacher, make_student, probe, data, test, _classes, knobs) -> tuple[nn.
 
 def _tsne(teacher, make_student, probe, data, test, _classes, knobs) -> tuple[nn.Module, History]:
     layer, teacher_layer = knobs["layer"] or tsne.LAYER, knobs["teacher_layer"] or tsne.LAYER
-    check_layers(probe, layer, "layer (a student layer)")
-    check_layers(teacher, teacher_layer, "teacher_layer (a teacher layer)")
+    features.check_layers(probe, layer, "layer (a student layer)")
+    features.check_layers(teacher, teacher_layer, "teacher_layer (a teacher layer)")
     if knobs["weight_decay"]:
         raise ValueError(f"method 'tsne' takes no weight_decay, got {knobs['weight_decay']!r}")
     fit = {k: v for k, v in _fit_knobs(knobs).items() if k != "weight_decay"}
@@ -264,7 +241,9 @@ def _born_again(teacher, make_student, _probe, data, test, classes, knobs) -> tu
         else:
             objective = hinton.objective(knobs["temperature"], knobs["alpha"])
             objective = adapters.with_teacher(previous, objective, classes)
-            previous, history = _fit_loader(make_student, data, objective, test, knobs, f"BAN-{k}")
+            previous, history = common.train_model(
+                make_student, data, objective, test=test, desc=f"BAN-{k}", **_fit_knobs(knobs)
+            )
     return previous, history
 
 
@@ -344,4 +323,4 @@ def knobs_of(method: str) -> dict[str, Any]:
     return {**FIT_KNOBS, **METHOD_KNOBS[method]}
 
 
-__all__ = ["distill", "mutual", "knobs_of", "check_layers", "METHODS"]
+__all__ = ["distill", "mutual", "knobs_of", "METHODS"]

@@ -24,12 +24,15 @@ def _resolve(model: nn.Module, name: str) -> nn.Module:
     return model.get_submodule(name)
 
 
-def check_layer(model: nn.Module, name: str, role: str) -> None:
-    """Raise ``KeyError`` naming ``role`` (e.g. ``"hint layer"``) and listing the model's layers when
-    ``name`` is not one of them; the recipes check every layer name before they train."""
-    names = layer_names(model)
-    if name not in names:
-        raise KeyError(f"{role} {name!r} is not a layer of the model; its layers are {names}")
+def check_layers(model: nn.Module, names: str | Sequence[str], role: str) -> None:
+    """Raise ``KeyError`` naming ``role`` (e.g. ``"hint layer"``) when a name is not a layer of
+    ``model``, with close matches and the model's layer names; the recipes and :func:`kdlab.distill`
+    check every layer name before they train."""
+    for name in [names] if isinstance(names, str) else names:
+        try:
+            _resolve(model, name)
+        except KeyError as error:
+            raise KeyError(f"{role}: {error.args[0]}") from None
 
 
 @contextmanager

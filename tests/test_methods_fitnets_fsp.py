@@ -73,9 +73,9 @@ def test_regressor_shapes_and_parameter_counts_by_hand():
 
 def test_unknown_hint_or_guided_layer_names_the_role_and_lists_layers():
     student, teacher, train = make_student(), make_teacher(), tiny_data()
-    with pytest.raises(KeyError, match=r"hint layer 'conv9' is not a layer.*'conv1', 'relu1'"):
+    with pytest.raises(KeyError, match=r"hint layer: model has no layer named 'conv9'.*'conv1', 'relu1'"):
         fitnets.hint_stage(make_student, teacher, train, hint="conv9", guided="relu3", epochs=1)
-    with pytest.raises(KeyError, match=r"guided layer 'nope' is not a layer.*'conv3'"):
+    with pytest.raises(KeyError, match=r"guided layer: model has no layer named 'nope'.*'conv3'"):
         fitnets.hint_stage(make_student, teacher, train, hint="relu2", guided="nope", epochs=1)
     with pytest.raises(ValueError, match=r"kind must be one of \['conv', 'fc'\], got 'big'"):
         fitnets.make_regressor(student, teacher, hint="relu2", guided="relu3", example=train.x[:2],
@@ -180,7 +180,7 @@ def test_fsp_pair_errors_name_the_layers_and_sizes():
         fsp.check_pairs(model, [], x)
     with pytest.raises(ValueError, match="pairs must list at least one"):
         fsp.objective([])
-    with pytest.raises(KeyError, match=r"model \(pairs\[0\]\) 'stage9' is not a layer.*'stem'"):
+    with pytest.raises(KeyError, match=r"model \(pairs\[0\]\): model has no layer named 'stage9'.*'stem'"):
         fsp.check_pairs(model, [("stem", "stage9")], x)
     with pytest.raises(ValueError, match=r"\('stem', 'stage2'\).*shapes \(2, 8, 8\) and \(3, 4, 4\)"):
         fsp.check_pairs(model, [("stem", "stage2")], x)

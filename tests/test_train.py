@@ -130,3 +130,19 @@ def test_history_round_trips_and_names_missing_keys():
     assert history["loss"] == [0.5, 0.25]
     with pytest.raises(KeyError, match="history has no 'test_error'"):
         history["test_error"]
+
+
+def test_train_model_takes_a_loader_and_trains_as_from_the_same_tensors():
+    # The same tensors, seed and batch size, once as tensors and once as a loader made outside:
+    # train_model builds that very loader from the tensors, so the weights must be identical.
+    from kdlab.methods.common import train_model
+
+    split = data.load("digits")
+    knobs = {"epochs": 2, "seed": 5, "batch_size": 64, "device": "cpu", "progress": False}
+    from_tensors, _ = train_model(lambda: models.mlp((64, 32, 10)), split.train, **knobs)
+    loader = data.TensorLoader(*split.train.tensors, batch_size=64, seed=5)
+    from_loader, _ = train_model(lambda: models.mlp((64, 32, 10)), loader, **knobs)
+    for a, b in zip(from_tensors.state_dict().values(), from_loader.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="cache_parts needs the training data as tensors.*TensorLoader"):
+        train_model(lambda: models.mlp((64, 32, 10)), loader, cache_parts={"kind": "plain"}, **knobs)

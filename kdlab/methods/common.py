@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from kdlab.train import History, Objective
 
 def train_model(
     make_model: Callable[[], nn.Module],
-    tensors: Tensors | tuple[Tensor, ...],
+    data: Tensors | tuple[Tensor, ...] | Iterable[tuple[Tensor, ...]],
     objective: Objective = train.cross_entropy,
     *,
     test: Tensors | tuple[Tensor, Tensor] | None = None,
@@ -31,22 +31,36 @@ def train_model(
     progress: bool | None = None,
     desc: str = "train",
 ) -> tuple[nn.Module, History]:
-    """Seed with ``seed``, build ``make_model()``, batch ``tensors`` and :func:`~kdlab.train.fit`.
+    """Seed with ``seed``, build ``make_model()``, batch ``data`` and :func:`~kdlab.train.fit`.
 
-    ``tensors`` are the loader's tensors, ``(x, y)`` or ``(x, y, teacher_logits, ...)``, shuffled
-    together. With ``cache_parts`` (a dict describing the objective's knobs), the trained model
-    comes from :func:`kdlab.cache.trained`: keyed by the model's architecture (its ``repr``), the
-    content of every tensor, every knob here and ``cache_parts``.
+    ``data`` is the loader's tensors, ``Tensors``, ``(x, y)`` or ``(x, y, teacher_logits, ...)``,
+    shuffled together into a :class:`~kdlab.data.TensorLoader` of ``batch_size``; or a loader
+    already made (a ``DataLoader``, or any iterable of batches), used as it is. With
+    ``cache_parts`` (a dict describing the objective's knobs), the trained model comes from
+    :func:`kdlab.cache.trained`: keyed by the model's architecture (its ``repr``), the content of
+    every tensor, every knob here and ``cache_parts`` (so it needs tensors, not a loader).
     """
     where = runtime.device(device)
-    tensors = tensors.tensors if isinstance(tensors, Tensors) else tuple(tensors)
+    tensors: tuple[Tensor, ...] | None = None
+    if isinstance(data, Tensors):
+        tensors = data.tensors
+    elif isinstance(data, (tuple, list)):
+        tensors = tuple(data)
+    elif cache_parts is not None:
+        raise ValueError(
+            f"cache_parts needs the training data as tensors (the cache key holds their content), got a "
+            f"{type(data).__name__}; pass Tensors or a tuple of tensors, or leave cache_parts None"
+        )
 
     def build() -> nn.Module:
         runtime.seed_everything(seed)
         return make_model()
 
     def run(model: nn.Module) -> History:
-        loader = TensorLoader(*tensors, batch_size=batch_size, seed=seed, device=where)
+        if tensors is None:
+            loader = data
+        else:
+            loader = TensorLoader(*tensors, batch_size=batch_size, seed=seed, device=where)
         return train.fit(
             model,
             loader,

@@ -35,7 +35,7 @@ def features_until(model: nn.Module, name: str, x: Tensor) -> Tensor:
     The layers after ``name`` cannot change it, so they are not run (the hint stage trains only
     the part of the student below the guided layer). Shapes: (batch, ...) -> the layer's output.
     """
-    features.check_layer(model, name, "layer")
+    features.check_layers(model, name, "layer")
     found: dict[str, Tensor] = {}
 
     def stop(_module: nn.Module, _inputs: tuple, output: Tensor) -> None:
@@ -60,7 +60,7 @@ def guided_parameters(student: nn.Module, guided: str, example: Tensor) -> list[
     Found by differentiating the guided layer's output on ``example`` (a small batch), so it
     works for any architecture, nested modules included; the order is ``student.parameters()``'s.
     """
-    features.check_layer(student, guided, "guided layer")
+    features.check_layers(student, guided, "guided layer")
     params = [p for p in student.parameters() if p.requires_grad]
     was_training = student.training
     student.eval()  # no batch-norm statistics move during the probe
@@ -95,8 +95,8 @@ def make_regressor(
     counts. ``relu=True`` gives r the ReLU that ends the hint layers used in the book.
     """
     _checks.choice("kind", kind, REGRESSORS)
-    features.check_layer(teacher, hint, "hint layer")
-    features.check_layer(student, guided, "guided layer")
+    features.check_layers(teacher, hint, "hint layer")
+    features.check_layers(student, guided, "guided layer")
     student_shape = feature_shape(student, guided, example)
     teacher_shape = feature_shape(teacher, hint, example)
     if kind == "fc":
@@ -107,7 +107,7 @@ def make_regressor(
 def hint_features(teacher: nn.Module, x: Tensor, hint: str, batch_size: int = 1000) -> Tensor:
     """The teacher's hint u_h(x) on every row of ``x`` (eval mode), computed once and cached
     when the teacher came from the cache. Shapes: (n, ...) -> (n, *hint shape), on ``x``'s device."""
-    features.check_layer(teacher, hint, "hint layer")
+    features.check_layers(teacher, hint, "hint layer")
 
     def compute() -> Tensor:
         was_training = teacher.training
@@ -132,7 +132,7 @@ class Hinted(nn.Module):
 
     def __init__(self, student: nn.Module, regressor: nn.Module, guided: str) -> None:
         super().__init__()
-        features.check_layer(student, guided, "guided layer")
+        features.check_layers(student, guided, "guided layer")
         self.student = student
         self.regressor = regressor
         self.guided = guided
@@ -179,14 +179,14 @@ def hint_stage(
     _checks.choice("regressor", regressor, REGRESSORS)
     where = runtime.device(device)
     teacher = teacher.to(where)
-    features.check_layer(teacher, hint, "hint layer")
+    features.check_layers(teacher, hint, "hint layer")
     x = train.x.to(where)
     teacher_hint = hint_features(teacher, x, hint)
 
     def build() -> Hinted:
         runtime.seed_everything(seed)
         student = make_student().to(where)
-        features.check_layer(student, guided, "guided layer")
+        features.check_layers(student, guided, "guided layer")
         r = make_regressor(student, teacher, hint=hint, guided=guided, example=x[:2], kind=regressor)
         return Hinted(student, r, guided).to(where)
 

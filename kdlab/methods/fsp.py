@@ -33,7 +33,7 @@ def check_pairs(model: nn.Module, pairs: Pairs, example: Tensor, role: str = "mo
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"pairs[{i}] must be a (first, second) pair of layer names, got {pair!r}")
         for name in pair:
-            features.check_layer(model, name, f"FSP layer of the {role} (pairs[{i}])")
+            features.check_layers(model, name, f"FSP layer of the {role} (pairs[{i}])")
     names = sorted({name for pair in pairs for name in pair})
     was_training = model.training
     model.eval()

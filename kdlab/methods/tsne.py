@@ -98,7 +98,7 @@ def check_perplexity(perplexity: float, batch_size: int) -> None:
 
 def features_of(model: nn.Module, x: Tensor, layer: str = LAYER, batch_size: int = 1000) -> Tensor:
     """The output of ``layer`` on ``x`` in eval mode, without gradient, flattened: (n, ...) -> (n, dim)."""
-    features.check_layer(model, layer, "model layer")
+    features.check_layers(model, layer, "model layer")
     was_training = model.training
     model.eval()
     chunks = []
@@ -141,7 +141,7 @@ def batch_p(
     check_perplexity(perplexity, batches.shape[1])
     if pca_dim is not None:
         _checks.at_least("pca_dim", pca_dim, 1)
-    features.check_layer(teacher, layer, "teacher layer")
+    features.check_layers(teacher, layer, "teacher layer")
 
     def compute() -> Tensor:
         found = features_of(teacher, x, layer)
@@ -196,7 +196,7 @@ def objective(
     """
     _check_knobs(beta, alpha, temperature, soft_alpha)
     if teacher is not None:
-        features.check_layer(teacher, teacher_layer, "teacher layer")
+        features.check_layers(teacher, teacher_layer, "teacher layer")
 
     def hybrid(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         x, y = batch[:2]
@@ -262,8 +262,8 @@ def distill(
     _check_knobs(beta, alpha, temperature, soft_alpha)
     _checks.at_least("batch_size", batch_size, 2)
     check_perplexity(perplexity, batch_size)
-    features.check_layer(make_student(), layer, "student layer")
-    features.check_layer(teacher, teacher_layer, "teacher layer")
+    features.check_layers(make_student(), layer, "student layer")
+    features.check_layers(teacher, teacher_layer, "teacher layer")
     where = runtime.device(device)
     teacher = teacher.to(where)
     x, y = train.x.to(where), train.y.to(where)
