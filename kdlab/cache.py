@@ -17,7 +17,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from kdlab import _io, metrics
+from kdlab.data import Tensors
 from kdlab.train import History
 
 _KEY_ATTRIBUTE = "_kdlab_cache_key"
@@ -41,9 +42,22 @@ def _version() -> str:
     return __version__
 
 
+def _json_default(value: Any) -> str:
+    # A tensor's str() elides most of its values, so two different tensors could share a key:
+    # a tensor in parts stands for its content hash instead.
+    return f"tensor {tensor_digest(value)}" if isinstance(value, Tensor) else str(value)
+
+
+def _as_json(parts: Mapping[str, Any]) -> Any:
+    return json.loads(json.dumps(parts, default=_json_default))
+
+
 def key(name: str, parts: Mapping[str, Any]) -> str:
-    """The hash of ``name``, ``parts`` (JSON-able; tuples count as lists) and the kdlab version."""
-    text = json.dumps({"name": name, "parts": parts, "kdlab": _version()}, sort_keys=True, default=str)
+    """The hash of ``name``, ``parts`` (JSON-able; tuples count as lists, a tensor as its
+    :func:`tensor_digest`) and the kdlab version."""
+    text = json.dumps(
+        {"name": name, "parts": parts, "kdlab": _version()}, sort_keys=True, default=_json_default
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -54,6 +68,14 @@ def tensor_digest(tensor: Tensor) -> str:
     h.update(f"{array.dtype}{tuple(array.shape)}".encode())
     h.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
     return h.hexdigest()
+
+
+def data_digest(data: Tensors | Sequence[Tensor] | None) -> list[str] | None:
+    """The :func:`tensor_digest` of each tensor of a data set (``None`` for none), for ``parts``:
+    a trained model's cached History holds its test metrics, so its key names the test set too."""
+    if data is None:
+        return None
+    return [tensor_digest(t) for t in (data.tensors if isinstance(data, Tensors) else data)]
 
 
 @contextlib.contextmanager
@@ -77,7 +99,7 @@ def _read(entry: str, name: str, parts: Mapping[str, Any]) -> dict | None:
         if not digest_path.exists() or hashlib.sha256(data).hexdigest() != digest_path.read_text().strip():
             raise ValueError("its digest does not match its contents")
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        expected = json.loads(json.dumps(parts, default=str))
+        expected = _as_json(parts)
         if (
             payload.get("name") != name
             or payload.get("kdlab") != _version()
@@ -97,7 +119,7 @@ def _write(entry: str, name: str, parts: Mapping[str, Any], payload: dict) -> No
         **payload,
         "name": name,
         "kdlab": _version(),
-        "parts": json.loads(json.dumps(parts, default=str)),
+        "parts": _as_json(parts),
     }
     folder = cache_dir()
     # The digest goes last: an entry whose digest is missing or stale is treated as corrupt.
@@ -120,16 +142,17 @@ def tensor(name: str, compute: Callable[[], Tensor], **parts: Any) -> Tensor:
 
 def trained(
     make_model: Callable[[], nn.Module],
-    train: Callable[[nn.Module], History],
+    train: Callable[[nn.Module], History | list[History]],
     name: str,
     **parts: Any,
-) -> tuple[nn.Module, History]:
+) -> tuple[nn.Module, History | list[History]]:
     """A model trained once and then loaded: ``train(make_model())`` on the first call.
 
     ``parts`` must name everything that determines the result (architecture, data, every
-    hyper-parameter, the seed). Returns the model (on CPU when loaded, where ``train`` left it
-    otherwise) and its :class:`~kdlab.train.History`; the model remembers its cache key, so
-    :func:`logits` can cache its outputs.
+    hyper-parameter, the seed, and the test set when the History holds test metrics). Returns the
+    model (on CPU when loaded, where ``train`` left it otherwise) and what ``train`` returned: its
+    :class:`~kdlab.train.History`, or a list of them for a recipe of several stages. The model
+    remembers its cache key, so :func:`logits` can cache its outputs.
     """
     entry = key(name, parts)
     with _locked(entry):
@@ -138,10 +161,15 @@ def trained(
         if payload is None:
             history = train(model)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            _write(entry, name, parts, {"state_dict": state, "history": history.to_dict()})
+            stored = [h.to_dict() for h in history] if isinstance(history, list) else history.to_dict()
+            _write(entry, name, parts, {"state_dict": state, "history": stored})
         else:
             model.load_state_dict(payload["state_dict"])
-            history = History.from_dict(payload["history"])
+            stored = payload["history"]
+            if isinstance(stored, list):
+                history = [History.from_dict(h) for h in stored]
+            else:
+                history = History.from_dict(stored)
     setattr(model, _KEY_ATTRIBUTE, entry)
     return model, history
 

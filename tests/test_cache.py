@@ -92,3 +92,37 @@ def test_key_depends_on_every_part():
     assert cache.key("a", {"x": 1}) != cache.key("a", {"x": 2})
     assert cache.key("a", {"x": 1}) != cache.key("b", {"x": 1})
     assert cache.key("a", {"x": (1, 2)}) == cache.key("a", {"x": [1, 2]})
+
+
+def test_a_tensor_in_parts_is_keyed_by_its_content_not_its_elided_repr():
+    a = torch.zeros(10_000)
+    b = a.clone()
+    b[5_000] = 1.0  # str(a) == str(b): both print as "tensor([0., 0., 0.,  ..., 0., 0., 0.])"
+    assert str(a) == str(b)
+    assert cache.key("x", {"t": a}) != cache.key("x", {"t": b})
+    assert cache.key("x", {"t": a}) == cache.key("x", {"t": a.clone()})
+
+
+def test_a_recipe_of_several_stages_caches_each_history():
+    def train(model):
+        return [History([{"epoch": 1.0, "loss": 2.0}]), History([{"epoch": 1.0, "loss": 5.0}])]
+
+    _, stored = cache.trained(make, train, name="stages")
+    _, loaded = cache.trained(make, lambda model: pytest.fail("trained again"), name="stages")
+    assert [h.to_dict() for h in loaded] == [h.to_dict() for h in stored]
+
+
+def test_a_cached_model_is_keyed_by_its_test_set_too():
+    from kdlab import data
+    from kdlab.methods.common import train_model
+
+    split = data.load("digits")
+    knobs = {"epochs": 1, "device": "cpu", "progress": False, "cache_parts": {"kind": "plain"}}
+    make_net = lambda: models.mlp((64, 10))  # noqa: E731
+    _, on_first = train_model(make_net, split.train, test=split.test.subset(100, seed=0), **knobs)
+    other = split.test.subset(200, seed=1)
+    model, on_other = train_model(make_net, split.train, test=other, **knobs)
+    assert len(entry_files()) == 2
+    errors = kdlab.metrics.error_count(kdlab.metrics.predict(model, other.x), other.y)
+    assert on_other.last("test_error") == errors
+    assert on_other.last("test_error") != on_first.last("test_error")

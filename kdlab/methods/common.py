@@ -81,7 +81,8 @@ def train_model(
         return model, run(model)
     parts = {
         "architecture": repr(build()),
-        "data": [cache.tensor_digest(t) for t in tensors],
+        "data": cache.data_digest(tensors),
+        "test": cache.data_digest(test),
         "epochs": epochs,
         "lr": lr,
         "batch_size": batch_size,

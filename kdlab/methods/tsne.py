@@ -295,7 +295,7 @@ def distill(
         return model, run(model)
     parts: dict[str, Any] = {
         "method": "tsne", "architecture": repr(build()),
-        "data": [kd_cache.tensor_digest(x), kd_cache.tensor_digest(y)],
+        "data": kd_cache.data_digest((x, y)), "test": kd_cache.data_digest(test),
         "teacher": _model_key(teacher), "beta": beta, "alpha": alpha, "perplexity": perplexity,
         "pca_dim": pca_dim, "layer": layer, "teacher_layer": teacher_layer, "batch_size": batch_size,
         "partition_seed": partition_seed, "temperature": temperature, "soft_alpha": soft_alpha,
