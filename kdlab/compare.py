@@ -153,32 +153,6 @@ def fsp_mismatch(setting: Setting) -> str | None:
     return None
 
 
-def _cached_cohort(setting: Setting, seed: int) -> tuple[nn.ModuleList, History]:
-    # mutual.train has no cache of its own: the same seeding and build, stored by kdlab.cache.
-    def build() -> nn.ModuleList:
-        runtime.seed_everything(seed)
-        return mutual.cohort([setting.make_student() for _ in range(setting.cohort)])
-
-    def train(students: nn.Module) -> History:
-        return mutual.fit_cohort(
-            students, setting.train, **setting.fit_knobs(seed), desc=f"DML, seed {seed}"
-        )[1]
-
-    if not setting.cache:
-        students = build()
-        return students, train(students)
-    parts = {
-        "method": "dml",
-        "architecture": repr(build()),
-        "data": [cache.tensor_digest(t) for t in setting.train.tensors],
-        "update": "in_turn",
-        "temperature": 1.0,
-        **{k: v for k, v in setting.fit_knobs(seed).items() if k not in ("device", "progress")},
-    }
-    students, history = cache.trained(build, train, name="model", **parts)
-    return students, history
-
-
 def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> dict[str, Run]:
     """Every method of ``methods`` (names of :data:`METHODS`) at ``seed``; FSP is left out when
     :func:`fsp_mismatch` gives a reason. Returns ``{method: Run}``.
@@ -193,6 +167,11 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
     make = setting.make_student
     knobs = setting.fit_knobs(seed)
     teacher_logits = cache.logits(teacher, train.x)
+    # The first stage of FitNets (hints) and of FSP (matrices): one budget for both.
+    stage_knobs = {
+        "epochs": setting.stage_epochs, "lr": setting.lr, "batch_size": setting.batch_size, "seed": seed,
+        "device": where, "cache": setting.cache, "progress": False,
+    }
     runs: dict[str, Run] = {}
 
     def add(
@@ -231,18 +210,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         add("logit regression", student, [history])
     if "FitNets" in methods:
         hinted, _, hint_history = fitnets.hint_stage(
-            make,
-            teacher,
-            train,
-            hint=setting.hint,
-            guided=setting.guided,
-            epochs=setting.stage_epochs,
-            lr=setting.lr,
-            batch_size=setting.batch_size,
-            seed=seed,
-            device=where,
-            cache=setting.cache,
-            progress=False,
+            make, teacher, train, hint=setting.hint, guided=setting.guided, **stage_knobs
         )
         student, history = fitnets.distill(
             hinted,
@@ -255,19 +223,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         )
         add("FitNets", student, [hint_history, history])
     if "FSP" in methods and fsp_mismatch(setting) is None:
-        init, stage = fsp.fsp_stage(
-            make,
-            teacher,
-            train,
-            epochs=setting.stage_epochs,
-            pairs=setting.fsp_pairs,
-            lr=setting.lr,
-            batch_size=setting.batch_size,
-            seed=seed,
-            device=where,
-            cache=setting.cache,
-            progress=False,
-        )
+        init, stage = fsp.fsp_stage(make, teacher, train, pairs=setting.fsp_pairs, **stage_knobs)
         student, history = fsp.train_from(init, train, cache=setting.cache, **knobs)
         add("FSP", student, [stage, history])
     if "t-SNE regularizer" in methods:
@@ -276,7 +232,9 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         )
         add("t-SNE regularizer", student, [history])
     if "DML" in methods:
-        students, history = _cached_cohort(setting, seed)
+        students, history = mutual.train(
+            [make] * setting.cohort, train, cache=setting.cache, desc=f"DML, seed {seed}", **knobs
+        )
         add("DML", students[0], [history], students)
     return {method: runs[method] for method in methods if method in runs}
 

@@ -162,7 +162,7 @@ def test_scaled_vgg_kaiming_init():
     net = hint_mutual.scaled_vgg((64, 64, "M"), init="kaiming", hidden=(512,))
     std = float(net.conv2.weight.detach().std())
     assert std == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
-    assert float(net.conv2.bias.abs().sum()) == 0.0
+    assert float(net.conv2.bias.detach().abs().sum()) == 0.0
 
 
 def test_bad_configs():
@@ -235,3 +235,35 @@ def test_hint_mutual_is_seed_build_pretrain_then_dml(images):
     torch.testing.assert_close(cohort.state_dict(), expected.state_dict())
     plain, _ = mutual.train([make] * 2, images, seed=5, **knobs)
     assert not torch.equal(cohort[0].conv1.weight, plain[0].conv1.weight)
+
+
+def test_cached_cohorts_train_once_and_load_the_same_weights_and_history(images, monkeypatch):
+    torch.manual_seed(0)
+    teacher = vgg(TEACHER, **KW)
+    make = lambda: vgg(STUDENT, **KW)  # noqa: E731
+    knobs = dict(epochs=1, batch_size=8, progress=False, test=images, seed=2)
+    plain, plain_history = mutual.train([make] * 2, images, **knobs)
+    first, first_history = mutual.train([make] * 2, images, cache=True, **knobs)
+    hinted = hint_mutual.train([make] * 2, teacher, images, pretrain_epochs=1, cache=True, **knobs)
+    torch.testing.assert_close(first.state_dict(), plain.state_dict())  # caching changes nothing
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached cohort was trained again")
+
+    monkeypatch.setattr(mutual, "fit_cohort", no_training)
+    again, again_history = mutual.train([make] * 2, images, cache=True, **knobs)
+    torch.testing.assert_close(again.state_dict(), first.state_dict())
+    assert again_history.to_dict() == first_history.to_dict()
+    def timeless(history):  # the same run but for the seconds each epoch took
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in history.to_dict()["epochs"]]
+
+    assert timeless(first_history) == timeless(plain_history)
+    cohort, history, hints = hint_mutual.train(
+        [make] * 2, teacher, images, pretrain_epochs=1, cache=True, **knobs
+    )
+    torch.testing.assert_close(cohort.state_dict(), hinted[0].state_dict())
+    assert history.to_dict() == hinted[1].to_dict() and len(hints) == 2
+    assert [h.to_dict() for h in hints] == [h.to_dict() for h in hinted[2]]
+    # Another test set, another entry: the cached History's test metrics are those of its test set.
+    with pytest.raises(AssertionError, match="trained again"):
+        mutual.train([make] * 2, images, cache=True, **{**knobs, "test": Tensors(images.x[:8], images.y[:8])})

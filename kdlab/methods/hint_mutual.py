@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from kdlab import _checks, runtime
+from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import hint_loss
 from kdlab.methods import mutual
@@ -144,6 +145,7 @@ def train(
     batch_size: int = 128,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    cache: bool = False,
     **mutual_knobs: Any,
 ) -> tuple[nn.ModuleList, History, list[History]]:
     """Seed 004's hint-pretrained mutual learning: seed with ``seed``, build one student per
@@ -151,24 +153,40 @@ def train(
     with this seed), pre-train each up to its ``H`` point against the teacher's ``G`` point for
     ``pretrain_epochs``, then train the cohort with :func:`kdlab.methods.mutual.fit_cohort`
     (``mutual_knobs``: ``epochs``, ``test``, ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4,
-    betas (0.5, 0.99)). Returns the cohort, its history and the hint stage's histories."""
+    betas (0.5, 0.99)). Returns the cohort, its history and the hint stage's histories; with
+    ``cache=True`` all three come from :func:`kdlab.cache.trained` after the first run."""
     make_students = list(make_students)
     if len(make_students) < 2:
         raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(make_students)} factories")
     _checks.at_least("pretrain_epochs", pretrain_epochs, 1)
     where = runtime.device(device)
     teacher.to(where)
-    runtime.seed_everything(seed)
-    students = [make() for make in make_students]
-    for student in students:
-        prefix(student, "hint")  # fail before any training when a student has no 'H'
-    targets = hint_targets(teacher, train.x.to(where))
-    histories = [
-        pretrain(student, train.x, targets, epochs=pretrain_epochs, lr=pretrain_lr, batch_size=batch_size,
-                 seed=seed + k, device=where, progress=progress, desc=f"hint, student {k}")
-        for k, student in enumerate(students)
-    ]
-    students, history = mutual.fit_cohort(
-        students, train, seed=seed, batch_size=batch_size, device=where, progress=progress, **mutual_knobs
-    )
-    return students, history, histories
+
+    def build() -> nn.ModuleList:
+        runtime.seed_everything(seed)
+        students = mutual.cohort([make() for make in make_students])
+        for student in students:
+            prefix(student, "hint")  # fail before any training when a student has no 'H'
+        return students
+
+    def run(students: nn.ModuleList) -> list[History]:
+        targets = hint_targets(teacher, train.x.to(where))
+        hints = [
+            pretrain(student, train.x, targets, epochs=pretrain_epochs, lr=pretrain_lr, batch_size=batch_size,
+                     seed=seed + k, device=where, progress=progress, desc=f"hint, student {k}")
+            for k, student in enumerate(students)
+        ]
+        _, history = mutual.fit_cohort(
+            students, train, seed=seed, batch_size=batch_size, device=where, progress=progress, **mutual_knobs
+        )
+        return [history, *hints]
+
+    if cache:
+        knobs = {"teacher": kd_cache.weights_digest(teacher), "pretrain_epochs": pretrain_epochs,
+                 "pretrain_lr": pretrain_lr, "batch_size": batch_size, **mutual_knobs}
+        parts = mutual.cache_parts("hint+dml", build(), train, seed, knobs)
+        students, (history, *hints) = kd_cache.trained(build, run, name="cohort", **parts)
+        return students.to(where), history, hints
+    students = build()
+    history, *hints = run(students)
+    return students, history, hints

@@ -10,12 +10,13 @@ predictions are detached), so the gradients of the other students are ``None`` a
   ``"simultaneous"`` (one step on the sum of the K losses) or ``"independent"`` (no mimicry:
   K students trained alone on the same batches, the baseline);
 - :func:`evaluation`: each student's test error, the cohort's mean and its ensemble's;
-- :func:`fit_cohort` trains a built cohort, :func:`train` seeds, builds and trains one.
+- :func:`fit_cohort` trains a built cohort, :func:`train` seeds, builds and trains one (and, with
+  ``cache=True``, stores it in :mod:`kdlab.cache`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab import _checks, metrics, runtime
+from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.mutual import mutual_terms
 from kdlab.train import Evaluate, History, Objective, fit, make_optimizer
@@ -206,15 +208,47 @@ def fit_cohort(
     return students, history
 
 
+def cache_parts(
+    method: str, students: nn.ModuleList, train: Tensors, seed: int, knobs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What determines a trained cohort, for :func:`kdlab.cache.trained`: ``method``, the built
+    cohort's architecture, the content of ``train`` and of the test set, the seed and every knob
+    but those that only say where and how visibly it runs (``device``, ``progress``, ``desc``)."""
+    shown = ("device", "progress", "desc", "test")
+    return {
+        "method": method, "architecture": repr(students), "data": kd_cache.data_digest(train),
+        "test": kd_cache.data_digest(knobs.get("test")), "seed": seed,
+        **{name: value for name, value in knobs.items() if name not in shown},
+    }
+
+
 def train(
-    make_students: Sequence[Callable[[], nn.Module]], train: Tensors, *, seed: int = 0, **knobs: Any
+    make_students: Sequence[Callable[[], nn.Module]],
+    train: Tensors,
+    *,
+    seed: int = 0,
+    cache: bool = False,
+    **knobs: Any,
 ) -> tuple[nn.ModuleList, History]:
     """Seed with ``seed``, build one student per factory in ``make_students`` (so each starts from
     its own random weights) and train them as a cohort with :func:`fit_cohort` (``knobs``:
     ``epochs``, ``test``, ``update``, ``lr``, ``betas``, ``schedule``...). ``[make] * K`` gives a
-    cohort of K students of one architecture."""
+    cohort of K students of one architecture. With ``cache=True`` the trained cohort and its
+    History come from :func:`kdlab.cache.trained` (keyed by :func:`cache_parts`)."""
     make_students = list(make_students)
     if len(make_students) < 2:
         raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(make_students)} factories")
-    runtime.seed_everything(seed)
-    return fit_cohort([make() for make in make_students], train, seed=seed, **knobs)
+
+    def build() -> nn.ModuleList:
+        runtime.seed_everything(seed)
+        return cohort([make() for make in make_students])
+
+    def run(students: nn.ModuleList) -> History:
+        return fit_cohort(students, train, seed=seed, **knobs)[1]
+
+    if not cache:
+        students = build()
+        return students, run(students)
+    parts = cache_parts("dml", build(), train, seed, knobs)
+    students, history = kd_cache.trained(build, run, name="cohort", **parts)
+    return students.to(runtime.device(knobs.get("device"))), history
