@@ -65,6 +65,7 @@ def interleaved(
     min_rounds: int = 3,
     budget_s: float | None = None,
     sync: Callable[[], None] | None = None,
+    before: Mapping[str, Callable[[], object]] | None = None,
 ) -> Timings:
     """Time each call of each variant, the variants called in turn for ``rounds`` rounds.
 
@@ -72,8 +73,9 @@ def interleaved(
     during the run does not favour the variant that always comes first. Once ``min_rounds``
     rounds are done, no new round starts after ``budget_s`` seconds, so a busy machine makes the
     benchmark less precise rather than endless. ``sync`` (e.g. ``torch.cuda.synchronize``) runs
-    before each clock reading, for asynchronous devices. Warm-up calls are the caller's
-    business: the first call of a variant is timed like the rest.
+    before each clock reading, for asynchronous devices. ``before[name]``, when given, runs
+    untimed before each call of that variant (e.g. to reset a model's weights). Warm-up calls
+    are the caller's business: the first call of a variant is timed like the rest.
     """
     if rounds < 1 or min_rounds < 1:
         raise ValueError(f"rounds and min_rounds must be >= 1, got {rounds} and {min_rounds}")
@@ -84,6 +86,8 @@ def interleaved(
         if k >= min_rounds and budget_s is not None and time.perf_counter() - started > budget_s:
             break
         for name, call in order if k % 2 == 0 else order[::-1]:
+            if before is not None and name in before:
+                before[name]()
             if sync is not None:
                 sync()
             wall, cpu = time.perf_counter(), time.process_time()

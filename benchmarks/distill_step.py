@@ -5,6 +5,10 @@
 Every epoch is one call of :func:`kdlab.train.fit` (``epochs=1, progress=False``: what users
 run), timed with ``time.perf_counter``; the student is Hinton et al.'s 784-800-800-10 MLP, batch
 128, on an MNIST slice. Variants run in turn (A B A B ...) and are compared by their medians.
+Before every timed epoch each student is reset (untimed) to one shared initial state: on a CPU
+the time of a step depends on the values it meets (students trained on for a dozen epochs by
+different losses drifted 10 to 15 % apart here, most of it in Adam's update, with identical
+work), and what is measured is the cost of the loss, not where each run has wandered.
 
 (a) ``cached_teacher``: :func:`kdlab.methods.hinton.objective` on batches ``(x, y,
     teacher_logits)`` whose teacher logits were computed once, against cross-entropy on ``(x, y)``.
@@ -71,16 +75,22 @@ def _teacher_pass(teacher: nn.Module, loader: TensorLoader) -> Callable[[], None
     return forward
 
 
-def _students(sizes: tuple[int, ...], count: int) -> list[nn.Module]:
-    """``count`` students with the same initial weights, so no variant starts from luckier ones."""
+def _students(sizes: tuple[int, ...], count: int) -> tuple[list[nn.Module], Callable[[nn.Module], Callable]]:
+    """``count`` students with the same initial weights, and ``reset(student)``: a function that
+    puts that student back to those weights (a copy taken here), to run before each timed epoch."""
     torch.manual_seed(0)
     first = mlp(sizes)
+    initial = {name: value.clone() for name, value in first.state_dict().items()}
     others = []
     for _ in range(count - 1):
         other = mlp(sizes)
-        other.load_state_dict(first.state_dict())
+        other.load_state_dict(initial)
         others.append(other)
-    return [first, *others]
+
+    def reset(student: nn.Module) -> Callable[[], object]:
+        return lambda: student.load_state_dict(initial)
+
+    return [first, *others], reset
 
 
 def run(quick: bool = False) -> dict:
@@ -97,7 +107,7 @@ def run(quick: bool = False) -> dict:
     distillation = hinton.objective(TEMPERATURE, ALPHA)
     in_loop = teacher_objective(teacher, TEMPERATURE, ALPHA)
 
-    plain, distilled, plain_b, looped = _students(student_sizes, 4)
+    (plain, distilled, plain_b, looped), reset = _students(student_sizes, 4)
     loaders = {
         "plain": TensorLoader(x, y, batch_size=BATCH_SIZE, seed=0),
         "distill": TensorLoader(x, y, teacher_logits, batch_size=BATCH_SIZE, seed=0),
@@ -119,10 +129,12 @@ def run(quick: bool = False) -> dict:
         call()
     sync = torch.cuda.synchronize if where.type == "cuda" else None
     times_a = _common.interleaved(
-        part_a, rounds=rounds_a, budget_s=budget, min_rounds=min(3, rounds_a), sync=sync
+        part_a, rounds=rounds_a, budget_s=budget, min_rounds=min(3, rounds_a), sync=sync,
+        before={"plain": reset(plain), "distill": reset(distilled)},
     )
     times_b = _common.interleaved(
-        part_b, rounds=rounds_b, budget_s=budget / 2, min_rounds=min(3, rounds_b), sync=sync
+        part_b, rounds=rounds_b, budget_s=budget / 2, min_rounds=min(3, rounds_b), sync=sync,
+        before={"plain": reset(plain_b), "teacher_loop": reset(looped)},
     )
     a = {name: times_a.median(name) for name in part_a}
     b = {name: times_b.median(name) for name in part_b}
