@@ -47,7 +47,13 @@ def _bench(args: argparse.Namespace) -> int:
     root = book.find_root(args.root)
     scripts = sorted(s for s in (root / "benchmarks").glob("*.py") if not s.name.startswith("_"))
     if args.only:
+        unknown = sorted(set(args.only) - {s.stem for s in scripts})
+        if unknown:
+            names = [s.stem for s in scripts]
+            raise SystemExit(f"kdlab bench: no benchmark(s) {unknown}; the benchmarks are {names}")
         scripts = [s for s in scripts if s.stem in args.only]
+    if args.json_dir:
+        Path(args.json_dir).mkdir(parents=True, exist_ok=True)
     failed = 0
     for script in scripts:
         print(f"== {script.stem}", flush=True)

@@ -71,3 +71,12 @@ def test_execute_all_runs_in_toc_order_and_skips_unchanged_chapters(tmp_path):
     third = book.execute_all(tmp_path, "smoke", out)
     # "last" reads the other chapters' results, so it runs again after "first" changed.
     assert [status for _, status, _ in third] == ["ran", "ran"]
+
+
+def test_bench_creates_its_json_folder_and_rejects_unknown_names(tmp_path):
+    folder = tmp_path / "not" / "yet"
+    # The gpu benchmark skips at once without CUDA, and still writes its JSON.
+    assert cli.main(["--root", str(ROOT), "bench", "--json-dir", str(folder), "gpu"]) == 0
+    assert (folder / "gpu.json").exists()
+    with pytest.raises(SystemExit, match=r"no benchmark\(s\) \['gpus'\].*'distill_step'"):
+        cli.main(["--root", str(ROOT), "bench", "gpus"])
