@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -123,6 +123,28 @@ def measurement(
     """One line of a benchmark: ``ratio`` with its ``label``, target and the numbers behind it."""
     return {"key": key, "label": label, "ratio": float(ratio), "target": goal, "met": met(ratio, goal),
             **numbers}
+
+
+def timed_ratio(
+    key: str,
+    label: str,
+    timings: Timings,
+    numerator: str,
+    denominator: str,
+    goal: Mapping[str, Any] | None = None,
+    names: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The :func:`measurement` of ``numerator`` / ``denominator`` in ``timings`` (medians): the two
+    medians in ms (printed as ``names``, default the variants' own), the other views of the ratio,
+    every variant's median seconds and every sample."""
+    shown = names or (numerator, denominator)
+    seconds = {name: timings.median(name) for name in timings.wall}
+    medians = f"{shown[0]} {seconds[numerator] * 1e3:.0f} ms, {shown[1]} {seconds[denominator] * 1e3:.0f} ms"
+    return measurement(
+        key, label, timings.ratio(numerator, denominator), goal,
+        detail=f"{medians}, {timings.views(numerator, denominator)}",
+        seconds=seconds, samples=asdict(timings),
+    )
 
 
 def result(name: str, measurements: list[dict[str, Any]], *, quick: bool, **extra: Any) -> dict[str, Any]:

@@ -136,18 +136,14 @@ def run(quick: bool = False) -> dict:
         part_b, rounds=rounds_b, budget_s=budget / 2, min_rounds=min(3, rounds_b), sync=sync,
         before={"plain": reset(plain_b), "teacher_loop": reset(looped)},
     )
-    a = {name: times_a.median(name) for name in part_a}
     b = {name: times_b.median(name) for name in part_b}
     estimate = 1.0 + b["teacher_forward"] / b["plain"]
     steps_a, steps_b = len(loaders["plain"]), len(loaders["plain_b"])
     measurements = [
-        _common.measurement(
+        _common.timed_ratio(
             "cached_teacher",
             f"(a) distillation epoch, cached teacher logits, vs plain epoch ({steps_a} steps)",
-            times_a.ratio("distill", "plain"), CACHED_TARGET,
-            detail=f"distill {a['distill'] * 1e3:.0f} ms, plain {a['plain'] * 1e3:.0f} ms, "
-            + times_a.views("distill", "plain"),
-            seconds=a, samples=asdict(times_a),
+            times_a, "distill", "plain", CACHED_TARGET,
         ),
         _common.measurement(
             "teacher_every_step",

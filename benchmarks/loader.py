@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 
 import _common
 import torch
@@ -32,6 +31,7 @@ from kdlab.train import fit
 NAME = "loader"
 BATCH_SIZE = 128
 BATCHING_TARGET = _common.target(">=", 3.0)
+LOADER_NAMES = ("DataLoader", "TensorLoader")  # how the variants data_loader, tensor_loader print
 # Images, most rounds of the batching and of the model epochs, seconds after which no new round
 # starts, the model's sizes.
 FULL = (60_000, 7, 5, 15.0, (784, 100, 10))
@@ -81,27 +81,17 @@ def run(quick: bool = False) -> dict:
     times_model = _common.interleaved(
         model, rounds=rounds_model, budget_s=budget, min_rounds=min(3, rounds_model)
     )
-    b = {name: times_batching.median(name) for name in batching}
-    m = {name: times_model.median(name) for name in model}
     steps = len(tensor_loader)
     measurements = [
-        _common.measurement(
+        _common.timed_ratio(
             "batching",
             f"batching alone, one epoch ({steps} batches): DataLoader time / TensorLoader time",
-            times_batching.ratio("data_loader", "tensor_loader"), BATCHING_TARGET,
-            detail=f"DataLoader {b['data_loader'] * 1e3:.0f} ms, "
-            f"TensorLoader {b['tensor_loader'] * 1e3:.0f} ms, "
-            + times_batching.views("data_loader", "tensor_loader"),
-            seconds=b, samples=asdict(times_batching),
+            times_batching, "data_loader", "tensor_loader", BATCHING_TARGET, names=LOADER_NAMES,
         ),
-        _common.measurement(
+        _common.timed_ratio(
             "model_epoch",
             f"one fit epoch of mlp {sizes}: DataLoader time / TensorLoader time",
-            times_model.ratio("data_loader", "tensor_loader"),
-            detail=f"DataLoader {m['data_loader'] * 1e3:.0f} ms, "
-            f"TensorLoader {m['tensor_loader'] * 1e3:.0f} ms, "
-            + times_model.views("data_loader", "tensor_loader"),
-            seconds=m, samples=asdict(times_model),
+            times_model, "data_loader", "tensor_loader", names=LOADER_NAMES,
         ),
     ]
     return _common.result(
