@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from kdlab import _checks, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
-from kdlab.losses.features import hint_loss
 from kdlab.methods import mutual
+from kdlab.methods.fitnets import hint_objective
 from kdlab.models.regressor import regressor
 from kdlab.models.vgg import vgg
 from kdlab.train import History, fit
@@ -93,13 +93,6 @@ def hint_targets(teacher: nn.Module, x: Tensor, *, point: str = "guided", batch_
     finally:
         teacher.train(was_training)
     return torch.cat(parts)
-
-
-def hint_objective(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
-    """The hint stage's objective on batches ``(x, teacher_features)``: :func:`hint_loss` of
-    ``model(x)`` (the student's prefix followed by the regressor) against the teacher's features."""
-    x, targets = batch[0], batch[1]
-    return {"loss": hint_loss(model(x), targets)}
 
 
 def pretrain(
