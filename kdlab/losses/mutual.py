@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kdlab import _checks
-from kdlab.losses.soft import soft_target_loss
+from kdlab.losses.soft import soft_target_loss, tempered_kl
 
 
 def _check_peers(student_logits: Tensor, peer_logits: Sequence[Tensor]) -> list[Tensor]:
@@ -56,8 +56,7 @@ def mutual_terms(
         # log of the mean of the peers' probabilities, computed in log space (log-sum-exp).
         log_p = torch.stack([F.log_softmax(peer / temperature, dim=1) for peer in peers])
         target_log_p = torch.logsumexp(log_p, dim=0) - math.log(len(peers))
-        student_log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
-        kl = F.kl_div(student_log_p, target_log_p, reduction="batchmean", log_target=True) * temperature**2
+        kl = tempered_kl(student_logits, target_log_p, temperature)
     else:
         kl = sum(soft_target_loss(student_logits, peer, temperature) for peer in peers) / len(peers)
     ce = F.cross_entropy(student_logits.float(), labels)

@@ -34,9 +34,21 @@ def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature
     _check_pair(student_logits, teacher_logits)
     _checks.positive("temperature", temperature)
     # log_softmax on both sides keeps logits of magnitude 1e4 finite at any temperature.
-    student_log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
     teacher_log_p = F.log_softmax(teacher_logits.float() / temperature, dim=1)
-    kl = F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
+    return tempered_kl(student_logits, teacher_log_p, temperature)
+
+
+def tempered_kl(student_logits: Tensor, target_log_probs: Tensor, temperature: float) -> Tensor:
+    """T^2 * KL(q || softmax(z_s / T)), batch mean, for a target q given as log-probabilities.
+
+    The sum behind :func:`soft_target_loss` (where q is the teacher's softened distribution) and
+    behind the ensemble variant of :func:`kdlab.losses.mutual_loss` (where q is the mean of the
+    peers' distributions, which no logits produce directly). No argument checks: its callers check.
+
+    Shapes: (batch, classes), (batch, classes) -> scalar.
+    """
+    student_log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
+    kl = F.kl_div(student_log_p, target_log_probs, reduction="batchmean", log_target=True)
     return kl * temperature**2
 
 
