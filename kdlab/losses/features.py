@@ -12,6 +12,17 @@ from torch import Tensor
 from kdlab import _checks
 
 
+def _paired(student_name: str, student: list, teacher_name: str, teacher: list, one: str, many: str) -> None:
+    # The student's and the teacher's lists of FSP sections: at least one, and as many of each.
+    if not student:
+        raise ValueError(f"{student_name} must hold at least one {one}, got none")
+    if len(student) != len(teacher):
+        raise ValueError(
+            f"{student_name} and {teacher_name} must hold the same number of {many}, "
+            f"got {len(student)} and {len(teacher)}"
+        )
+
+
 def hint_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
     """Romero et al. (2015), eq. 3 (the hint stage): 1/2 ||u_h(x) - r(v_g(x))||^2, batch mean.
 
@@ -95,13 +106,7 @@ def fsp_loss(
     Shapes: per pair (batch, c1, h, w), (batch, c2, h, w) -> scalar.
     """
     student_pairs, teacher_pairs = list(student_pairs), list(teacher_pairs)
-    if not student_pairs:
-        raise ValueError("student_pairs must hold at least one (first, second) pair, got none")
-    if len(student_pairs) != len(teacher_pairs):
-        raise ValueError(
-            "student_pairs and teacher_pairs must hold the same number of pairs, "
-            f"got {len(student_pairs)} and {len(teacher_pairs)}"
-        )
+    _paired("student_pairs", student_pairs, "teacher_pairs", teacher_pairs, "(first, second) pair", "pairs")
     student_matrices = [_pair_matrix(f"student_pairs[{i}]", p, pool) for i, p in enumerate(student_pairs)]
     teacher_matrices = [_pair_matrix(f"teacher_pairs[{i}]", p, pool) for i, p in enumerate(teacher_pairs)]
     return fsp_distance(student_matrices, teacher_matrices, weights)
@@ -121,13 +126,9 @@ def fsp_distance(
     Shapes: per section (batch, c1, c2) -> scalar.
     """
     student_matrices, teacher_matrices = list(student_matrices), list(teacher_matrices)
-    if not student_matrices:
-        raise ValueError("student_matrices must hold at least one FSP matrix, got none")
-    if len(student_matrices) != len(teacher_matrices):
-        raise ValueError(
-            "student_matrices and teacher_matrices must hold the same number of matrices, "
-            f"got {len(student_matrices)} and {len(teacher_matrices)}"
-        )
+    _paired(
+        "student_matrices", student_matrices, "teacher_matrices", teacher_matrices, "FSP matrix", "matrices"
+    )
     if weights is None:
         weights = [1.0] * len(student_matrices)
     weights = list(weights)
