@@ -214,11 +214,12 @@ def cache_parts(
     """What determines a trained cohort, for :func:`kdlab.cache.trained`: ``method``, the built
     cohort's architecture, the content of ``train`` and of the test set, the seed and every knob
     but those that only say where and how visibly it runs (``device``, ``progress``, ``desc``)."""
-    shown = ("device", "progress", "desc", "test")
+    # Not in the key as given: where and how visibly it runs, and the test set (keyed by its digest).
+    omitted = ("device", "progress", "desc", "test")
     return {
         "method": method, "architecture": repr(students), "data": kd_cache.data_digest(train),
         "test": kd_cache.data_digest(knobs.get("test")), "seed": seed,
-        **{name: value for name, value in knobs.items() if name not in shown},
+        **{name: value for name, value in knobs.items() if name not in omitted},
     }
 
 
