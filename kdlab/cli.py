@@ -9,34 +9,35 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from kdlab import book, cli_distill
-from kdlab.profiles import PROFILES
+from kdlab import cli_distill
+from kdlab.book import runner
+from kdlab.book.profiles import PROFILES
 
 
 def _run(args: argparse.Namespace) -> int:
-    root = book.find_root(args.root)
-    parameters = book.parse_parameters(args.parameter or [])
+    root = runner.find_root(args.root)
+    parameters = cli_distill.parse_parameters(args.parameter or [])
     if args.device is not None:
         parameters["device"] = args.device
-    names = book.chapters(root) if args.chapter == "all" else [args.chapter]
+    names = runner.chapters(root) if args.chapter == "all" else [args.chapter]
     out = Path(args.out or root / "_build" / "runs" / args.profile)
     for name in names:
         print(f"kdlab: running {name} at profile {args.profile} -> {out / (name + '.ipynb')}", flush=True)
-        book.run_chapter(root, name, args.profile, parameters, out, kernel=args.kernel)
+        runner.run_chapter(root, name, args.profile, parameters, out, kernel=args.kernel)
     return 0
 
 
 def _book(args: argparse.Namespace) -> int:
-    root = book.find_root(args.root)
+    root = runner.find_root(args.root)
     if args.executed:
         executed = Path(args.executed)
     else:
         executed = root / "_build" / "runs" / args.profile
-        for name, status, seconds in book.execute_all(root, args.profile, executed, kernel=args.kernel):
+        for name, status, seconds in runner.execute_all(root, args.profile, executed, kernel=args.kernel):
             print(
                 f"kdlab: {name}: {status}" + (f" in {seconds:.0f} s" if status == "ran" else ""), flush=True
             )
-    index = book.build(root, executed)
+    index = runner.build(root, executed)
     print(f"kdlab: the book is at {index}")
     if args.open:
         webbrowser.open(index.as_uri())
@@ -44,7 +45,7 @@ def _book(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    root = book.find_root(args.root)
+    root = runner.find_root(args.root)
     scripts = sorted(s for s in (root / "benchmarks").glob("*.py") if not s.name.startswith("_"))
     if args.only:
         unknown = sorted(set(args.only) - {s.stem for s in scripts})

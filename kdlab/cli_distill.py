@@ -24,7 +24,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab import api, book, data, export, metrics, runtime
+from kdlab import api, data, export, metrics, runtime
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p`` value: a Python literal if it is one (``30``, ``[1, 2]``, ``None``), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, Any]:
+    """``["epochs=30", "device=cuda"]`` -> ``{"epochs": 30, "device": "cuda"}``."""
+    parameters = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"parameter must look like name=value, got {pair!r}")
+        parameters[name] = parse_value(value)
+    return parameters
 
 
 def load_module(path: str | Path, role: str) -> nn.Module:
@@ -88,7 +107,7 @@ def build_student(spec: str) -> nn.Module:
 
 def run(args: argparse.Namespace) -> int:
     """The ``distill`` subcommand's handler: load, distil, write, print a summary; returns the exit code."""
-    knobs = book.parse_parameters(args.parameter or [])
+    knobs = parse_parameters(args.parameter or [])
     knobs.setdefault("progress", False)
     if args.device is not None:
         knobs["device"] = args.device

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlab import book
+from kdlab.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = os.environ.get("KDLAB_HTML")
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("chapter", book.chapters(ROOT))
+@pytest.mark.parametrize("chapter", runner.chapters(ROOT))
 def test_chapter_page_renders_its_figures_and_no_errors(chapter):
     page = Path(HTML) / "book" / f"{chapter}.html"
     assert page.exists(), f"{page} was not built"
@@ -65,7 +65,7 @@ def test_every_page_loads_its_figures_in_a_headless_browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        for chapter in ["intro", *book.chapters(ROOT)]:
+        for chapter in ["intro", *runner.chapters(ROOT)]:
             page.goto((Path(HTML) / "book" / f"{chapter}.html").resolve().as_uri())
             page.wait_for_load_state("load")
             figures = page.evaluate(

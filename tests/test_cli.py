@@ -2,13 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from kdlab import book, cli
+from kdlab import cli, cli_distill
+from kdlab.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parameters_parse_as_python_literals_or_strings():
-    assert book.parse_parameters(["epochs=30", "device=cuda", "alpha=0.5", "seeds=None", "t=[1, 2]"]) == {
+    pairs = ["epochs=30", "device=cuda", "alpha=0.5", "seeds=None", "t=[1, 2]"]
+    assert cli_distill.parse_parameters(pairs) == {
         "epochs": 30,
         "device": "cuda",
         "alpha": 0.5,
@@ -16,11 +18,11 @@ def test_parameters_parse_as_python_literals_or_strings():
         "t": [1, 2],
     }
     with pytest.raises(ValueError, match="name=value"):
-        book.parse_parameters(["epochs"])
+        cli_distill.parse_parameters(["epochs"])
 
 
 def test_chapters_come_from_the_toc():
-    names = book.chapters(ROOT)
+    names = runner.chapters(ROOT)
     assert names[0] == "soft_targets" and "intro" not in names
 
 
@@ -36,7 +38,7 @@ def test_run_rejects_unknown_chapters_and_parameters(tmp_path, capsys):
 
 def test_find_root_fails_clearly_outside_a_book(tmp_path):
     with pytest.raises(FileNotFoundError, match="no kdlab book found"):
-        book.find_root(tmp_path)
+        runner.find_root(tmp_path)
 
 
 def tiny_book(root: Path) -> None:
@@ -61,14 +63,14 @@ def tiny_book(root: Path) -> None:
 def test_execute_all_runs_in_toc_order_and_skips_unchanged_chapters(tmp_path):
     tiny_book(tmp_path)
     out = tmp_path / "runs"
-    first = book.execute_all(tmp_path, "smoke", out)
+    first = runner.execute_all(tmp_path, "smoke", out)
     assert [(name, status) for name, status, _ in first] == [("first", "ran"), ("last", "ran")]
     assert "first smoke" in (out / "first.ipynb").read_text()
-    again = book.execute_all(tmp_path, "smoke", out)
+    again = runner.execute_all(tmp_path, "smoke", out)
     assert [status for _, status, _ in again] == ["up to date", "up to date"]
     source = tmp_path / "book" / "first.ipynb"
     source.write_text(source.read_text().replace("print(", "print('changed', "))
-    third = book.execute_all(tmp_path, "smoke", out)
+    third = runner.execute_all(tmp_path, "smoke", out)
     # "last" reads the other chapters' results, so it runs again after "first" changed.
     assert [status for _, status, _ in third] == ["ran", "ran"]
 

@@ -1,4 +1,4 @@
-"""The common-setting comparison (kdlab.compare): the gap fraction, the Pareto front, the claims
+"""The common-setting comparison (kdlab.book.compare): the gap fraction, the Pareto front, the claims
 table, the chapters' points, and one tiny end-to-end run on scikit-learn's digits."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import random
 import pytest
 import torch
 
-from kdlab import claims, compare, data, metrics, models, results
+from kdlab import data, metrics, models
+from kdlab.book import claims, compare, results
 from kdlab.methods.common import train_model
 from kdlab.train import History
 

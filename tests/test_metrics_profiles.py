@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from kdlab import metrics, profiles, results
+from kdlab import metrics
+from kdlab.book import profiles, results
 
 
 def test_error_count_accuracy_and_agreement():
@@ -117,7 +118,7 @@ def test_reliability_diagram_draws_the_filled_bins_and_heatmap_checks_its_shape(
     import matplotlib
 
     matplotlib.use("Agg")
-    from kdlab import plots
+    from kdlab.book import plots
 
     logits = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0], [5.0, 0.0]])
     labels = torch.tensor([0, 1, 1, 0])

@@ -1,7 +1,7 @@
 """Every claim of the five source documents, and the claims each chapter checked.
 
 :data:`SEED_CLAIMS` lists each claim with its paper's number and the chapter that checks it;
-:func:`gather_claims` reads the chapters' saved ``results["claims"]`` (:func:`kdlab.results.claim`)
+:func:`gather_claims` reads the chapters' saved ``results["claims"]`` (:func:`kdlab.book.results.claim`)
 and falls back on this list where a chapter has not run; :func:`chapter_points` gathers the
 (parameters, error) points a chapter saved, for the results chapter's accuracy-vs-cost plot.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kdlab import results as kd_results
+from kdlab.book import results as kd_results
 
 CHAPTERS = (
     "soft_targets",
@@ -272,7 +272,7 @@ SEED_CLAIMS: tuple[dict[str, Any], ...] = tuple(
 def load_records(
     chapters: Sequence[str], profile: str, folder: str | Path | None = None
 ) -> dict[str, dict[str, Any] | None]:
-    """Each chapter's saved results at ``profile`` (:func:`kdlab.results.load`), ``None`` where the
+    """Each chapter's saved results at ``profile`` (:func:`kdlab.book.results.load`), ``None`` where the
     file is missing; an unreadable file is an error naming it."""
     records: dict[str, dict[str, Any] | None] = {}
     for chapter in chapters:
@@ -292,7 +292,7 @@ def gather_claims(
 ) -> list[dict[str, str]]:
     """Every claim with the paper's number, ours and the verdict, chapter by chapter (``records``' order).
 
-    A chapter whose record holds ``results["claims"]`` (dicts made by :func:`kdlab.results.claim`)
+    A chapter whose record holds ``results["claims"]`` (dicts made by :func:`kdlab.book.results.claim`)
     contributes those; a chapter whose record is missing (``None``) or holds no claims contributes
     its entries of ``seed_claims`` with ``ours = "-"`` and the verdict "not run at this profile".
     Seed claims of no chapter, or of a chapter not in ``records``, close the list with their reason.

@@ -4,7 +4,7 @@ The common setting is tsneNet's (seed 000): an MNIST teacher (conv 32-64, fc 512
 (conv 8-16, fc 32) trained on 6,000 images, with one budget (epochs, learning rate, schedule,
 batch size, seeds) for every method. :func:`run_all` trains each method through its recipe in
 :mod:`kdlab.methods` (nothing is re-implemented here) and :func:`summary` turns the runs into the
-results chapter's table. The claims of the source documents live in :mod:`kdlab.claims`.
+results chapter's table. The claims of the source documents live in :mod:`kdlab.book.claims`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 
 from kdlab import _checks
-from kdlab.profiles import PROFILES
+from kdlab.book.profiles import PROFILES
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -48,25 +47,6 @@ def chapters(root: Path) -> list[str]:
     for part in toc.get("parts", []):
         walk(part.get("chapters", []))
     return [Path(f).name for f in files if f and (root / f"{f}.ipynb").exists()]
-
-
-def parse_value(text: str) -> Any:
-    """A ``-p`` value: a Python literal if it is one (``30``, ``[1, 2]``, ``None``), else the string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_parameters(pairs: list[str]) -> dict[str, Any]:
-    """``["epochs=30", "device=cuda"]`` -> ``{"epochs": 30, "device": "cuda"}``."""
-    parameters = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.isidentifier():
-            raise ValueError(f"parameter must look like name=value, got {pair!r}")
-        parameters[name] = parse_value(value)
-    return parameters
 
 
 def run_chapter(
