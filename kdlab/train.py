@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from kdlab import _checks, _io, distributed, metrics, runtime
 from kdlab.data import TensorLoader, Tensors
-from kdlab.models import constrain_
 
 Terms = Mapping[str, Tensor]
 Objective = Callable[[nn.Module, tuple[Tensor, ...]], Terms | Iterator[Terms]]
@@ -143,6 +142,7 @@ def fit(
     resume: bool = False,
     progress: bool | None = None,
     desc: str = "train",
+    after_step: Callable[[nn.Module], None] | None = None,
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs over ``train``, minimising ``objective``.
 
@@ -151,6 +151,9 @@ def fit(
     - ``optimizer``: ``"adam"``, ``"adamw"``, ``"sgd"`` (built over the trainable parameters of
       ``model`` with ``lr`` and ``weight_decay``), or a ready optimiser. ``schedule="cosine"``
       anneals the rate to zero over all steps.
+    - ``after_step(model)``, if given, is called with ``model`` itself (never its
+      DistributedDataParallel wrapper) after every optimiser step, e.g.
+      :func:`kdlab.models.constrain_` for Hinton et al.'s max-norm constraint. ``None``: no hook.
     - After each epoch: ``evaluate(model)`` (default: test error, accuracy and loss on ``test``) is
       logged with each term's epoch mean, the seconds the epoch took and the learning rate; then,
       if ``checkpoint`` is a path, everything needed to continue (weights, optimiser, schedule,
@@ -167,37 +170,21 @@ def fit(
     _checks.choice("schedule", schedule, SCHEDULES)
     ctx, where = distributed.context(runtime.device(device))
     model.to(where)
-    if isinstance(train, TensorLoader):
-        if train.device != where:
-            train.tensors = tuple(t.to(where) for t in train.tensors)
-        train.shard(ctx.rank, ctx.world_size)
+    _place(train, ctx, where)
     trained = distributed.wrap(model, ctx, where)
-    if isinstance(optimizer, str):
-        optimizer = make_optimizer(
-            optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay
-        )
+    optimizer = _optimizer(optimizer, model, lr, weight_decay)
     steps_per_epoch = len(train)  # type: ignore[arg-type]
-    total_steps = epochs * steps_per_epoch
-    scheduler = None
-    if schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-        )
+    scheduler = _schedule(optimizer, schedule, epochs * steps_per_epoch)
     if evaluate is None and test is not None:
         evaluate = classification(test)
     history = History()
-    start_epoch = 0
     path = Path(checkpoint) if checkpoint is not None else None
+    start_epoch = 0
     if resume and path is not None and path.exists():
         start_epoch = _restore(path, model, optimizer, scheduler, train, history, where)
-
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if amp and where.type == "cuda"
-        else contextlib.nullcontext()
-    )
+    step = _Step(trained, model, optimizer, _autocast(where, amp), ctx, after_step)
     bar = tqdm(
-        total=total_steps,
+        total=epochs * steps_per_epoch,
         initial=start_epoch * steps_per_epoch,
         desc=desc,
         leave=False,
@@ -207,41 +194,13 @@ def fit(
         for epoch in range(start_epoch, epochs):
             model.train()
             started = time.perf_counter()
-            sums: dict[str, Tensor] = {}
-            counts: dict[str, int] = {}
+            totals = _Totals()
             for batch in train:
-                batch = tuple(t.to(where, non_blocking=True) for t in batch)
-                steps = _steps(objective, trained, batch)
-                for step in itertools.count():
-                    with autocast:
-                        terms = next(steps, None)
-                    if terms is None:
-                        break
-                    if step and ctx.active:
-                        raise RuntimeError(
-                            "an objective that yields several steps per batch cannot run under torchrun"
-                        )
-                    if "loss" not in terms:
-                        raise KeyError(f"the objective must return a 'loss' term, got {sorted(terms)}")
-                    optimizer.zero_grad(set_to_none=True)
-                    terms["loss"].backward()
-                    optimizer.step()
-                    constrain_(model)
-                    for name, value in terms.items():
-                        sums[name] = sums.get(name, 0.0) + value.detach().float()
-                        counts[name] = counts.get(name, 0) + 1
+                step.run(objective, tuple(t.to(where, non_blocking=True) for t in batch), totals)
                 if scheduler is not None:
                     scheduler.step()
                 bar.update(1)
-            row: dict[str, float] = {"epoch": float(epoch + 1)}
-            for name, total in distributed.mean_over_processes(sums, ctx).items():
-                value = float(total) / counts[name]
-                if not math.isfinite(value):
-                    kept = f"; the checkpoint of epoch {epoch} is kept at {path}" if path and epoch else ""
-                    raise FloatingPointError(
-                        f"loss term {name!r} became {value} during epoch {epoch + 1}{kept}"
-                    )
-                row[name] = value
+            row = _epoch_row(epoch, totals, ctx, path)
             row["seconds"] = time.perf_counter() - started
             row["lr"] = optimizer.param_groups[0]["lr"]
             if evaluate is not None:
@@ -256,7 +215,115 @@ def fit(
     return history
 
 
-def _save(path: Path, model, optimizer, scheduler, train, history: History, epochs_done: int) -> None:
+def _place(train: object, ctx: distributed.Context, where: torch.device) -> None:
+    """Move a :class:`~kdlab.data.TensorLoader`'s tensors to ``where`` once and give it this
+    process's shard; any other iterable is left alone (its batches are moved one by one)."""
+    if isinstance(train, TensorLoader):
+        if train.device != where:
+            train.tensors = tuple(t.to(where) for t in train.tensors)
+        train.shard(ctx.rank, ctx.world_size)
+
+
+def _optimizer(
+    optimizer: str | torch.optim.Optimizer, model: nn.Module, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """A ready optimiser as it is, or the named one over the trainable parameters of ``model``."""
+    if not isinstance(optimizer, str):
+        return optimizer
+    return make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+
+
+def _schedule(
+    optimizer: torch.optim.Optimizer, schedule: str | None, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """The learning-rate schedule, stepped once per batch: ``None`` (constant) or ``"cosine"``
+    (annealed from the optimiser's rate to zero over ``total_steps``)."""
+    if schedule != "cosine":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
+
+
+def _autocast(where: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA with ``amp``; otherwise a context that does nothing."""
+    if amp and where.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class _Totals:
+    """The sum and the count of each logged term over one epoch's steps."""
+
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, terms: Terms) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.detach().float()
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+
+@dataclass
+class _Step:
+    """Takes the optimiser steps of one batch: ``trained`` (the model, DDP-wrapped under
+    ``torchrun``) is what the objective calls; ``model`` (never wrapped) is what ``after_step`` gets."""
+
+    trained: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    autocast: contextlib.AbstractContextManager
+    ctx: distributed.Context
+    after_step: Callable[[nn.Module], None] | None
+
+    def run(self, objective: Objective, batch: tuple[Tensor, ...], totals: _Totals) -> None:
+        """One optimiser step per dict the objective returns or yields for ``batch``, each computed
+        (under autocast) only after the previous step; every term is added to ``totals``."""
+        steps = _steps(objective, self.trained, batch)
+        for index in itertools.count():
+            with self.autocast:
+                terms = next(steps, None)
+            if terms is None:
+                return
+            if index and self.ctx.active:
+                raise RuntimeError(
+                    "an objective that yields several steps per batch cannot run under torchrun"
+                )
+            if "loss" not in terms:
+                raise KeyError(f"the objective must return a 'loss' term, got {sorted(terms)}")
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            self.optimizer.step()
+            if self.after_step is not None:
+                self.after_step(self.model)
+            totals.add(terms)
+
+
+def _epoch_row(epoch: int, totals: _Totals, ctx: distributed.Context, path: Path | None) -> dict[str, float]:
+    """The logged row of ``epoch`` (0-based): its number and each term's mean over the steps (and
+    over the processes); a non-finite mean raises ``FloatingPointError`` naming the epoch and the
+    term, and where the last good epoch's checkpoint is kept."""
+    row: dict[str, float] = {"epoch": float(epoch + 1)}
+    for name, total in distributed.mean_over_processes(totals.sums, ctx).items():
+        value = float(total) / totals.counts[name]
+        if not math.isfinite(value):
+            kept = f"; the checkpoint of epoch {epoch} is kept at {path}" if path and epoch else ""
+            raise FloatingPointError(f"loss term {name!r} became {value} during epoch {epoch + 1}{kept}")
+        row[name] = value
+    return row
+
+
+def _save(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None,
+    train: object,
+    history: History,
+    epochs_done: int,
+) -> None:
+    """Write atomically all that a resumed :func:`fit` needs after ``epochs_done`` epochs."""
     state = {
         "epochs_done": epochs_done,
         "model": model.state_dict(),
@@ -270,7 +337,16 @@ def _save(path: Path, model, optimizer, scheduler, train, history: History, epoc
     _io.atomic_torch_save(state, path)
 
 
-def _restore(path: Path, model, optimizer, scheduler, train, history: History, where: torch.device) -> int:
+def _restore(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR | None,
+    train: object,
+    history: History,
+    where: torch.device,
+) -> int:
+    """Load the checkpoint at ``path`` into all of these; the number of epochs it had finished."""
     try:
         state = torch.load(path, map_location=where, weights_only=False)
         model.load_state_dict(state["model"])

@@ -1,3 +1,6 @@
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -102,13 +105,73 @@ def test_an_objective_that_yields_takes_one_step_per_dict():
     assert Counting.count == steps["n"] == 2 * len(loader)
 
 
-def test_max_norm_constraint_holds_after_training():
+def counting_hook():
+    seen = []
+
+    def after_step(model):
+        seen.append(model)
+
+    return seen, after_step
+
+
+def test_after_step_is_called_with_the_model_once_per_optimiser_step():
+    _, loader = digits_loader(batch_size=256)
+    model = dropout_net()
+    seen, after_step = counting_hook()
+    fit(model, loader, epochs=2, device="cpu", progress=False, after_step=after_step)
+    assert len(seen) == 2 * len(loader)
+    assert all(m is model for m in seen)
+
+    def two_steps(model, batch):
+        for _ in range(2):
+            yield {"loss": train.cross_entropy(model, batch)["loss"]}
+
+    seen, after_step = counting_hook()
+    fit(dropout_net(), loader, two_steps, epochs=2, device="cpu", progress=False, after_step=after_step)
+    assert len(seen) == 2 * 2 * len(loader)
+
+
+def max_row_norm(model):
+    layers = [m for m in model.modules() if isinstance(m, models.MaxNormLinear)]
+    norms = [layer.weight.detach().norm(dim=1).max() for layer in layers]
+    assert len(norms) == 2  # both layers of mlp((64, 32, 10)) are constrained
+    return float(torch.stack(norms).max())
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_max_norm_is_applied_only_through_the_after_step_hook(hooked):
+    max_norm = 0.3  # well below the largest row norms at initialisation (about 0.65 in both layers)
     _, loader = digits_loader()
-    model = models.mlp((64, 32, 10), max_norm=0.5)
-    fit(model, loader, epochs=1, lr=0.05, device="cpu")
-    for module in model.modules():
-        if isinstance(module, models.MaxNormLinear):
-            assert float(module.weight.detach().norm(dim=1).max()) <= 0.5 + 1e-5
+    torch.manual_seed(0)
+    model = models.mlp((64, 32, 10), max_norm=max_norm)
+    hook = {"after_step": models.constrain_} if hooked else {}
+    fit(model, loader, epochs=1, lr=0.05, device="cpu", progress=False, **hook)
+    if hooked:
+        assert max_row_norm(model) <= max_norm + 1e-5
+    else:
+        assert max_row_norm(model) > max_norm + 0.1
+
+
+def imported_modules(path):
+    """Every module an ``import`` or ``from ... import`` in ``path`` names, relative ones resolved
+    against the ``kdlab`` package; ``from a import b`` counts as both ``a`` and ``a.b``."""
+    names = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(["kdlab", *([base] if base else [])])
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_training_loop_imports_no_model_module():
+    names = imported_modules(train.__file__)
+    assert "kdlab.distributed" in names  # the parse sees train.py's own imports
+    assert not {n for n in names if n == "kdlab.models" or n.startswith("kdlab.models.")}
 
 
 def test_bad_arguments_are_clear():

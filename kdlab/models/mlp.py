@@ -16,7 +16,8 @@ class MaxNormLinear(nn.Linear):
 
     Srivastava et al. (2014)'s max-norm constraint, used by Hinton et al. (2015) for the
     cumbersome net: after each optimiser step the weights are projected back onto the ball
-    (:meth:`project_`, called by :func:`kdlab.train.fit` through :func:`constrain_`).
+    (:meth:`project_`, through :func:`constrain_`, which the caller passes to
+    :func:`kdlab.train.fit` as its ``after_step`` hook: ``fit(..., after_step=constrain_)``).
     """
 
     def __init__(self, in_features: int, out_features: int, max_norm: float) -> None:
