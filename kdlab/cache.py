@@ -1,7 +1,22 @@
 """A content-addressed cache of trained models and teacher outputs.
 
-An entry's key is a hash of what determines it: a name, the caller's parts (architecture, data,
-hyper-parameters, seed) and the kdlab version, so a changed recipe never loads a stale model.
+**The contract.** An entry is keyed by everything that determines it, and nothing else:
+
+- the *code*: a digest of the library's sources (:func:`code_digest`: data, models, features,
+  losses, methods, train, cache...; not the book's machinery in :mod:`kdlab.book`), so an edit to a
+  loss or a recipe retrains, and an edit to a plot, a claim or a chapter does not;
+- the *initial state* of the model: :func:`trained` builds the model and keys the entry by its
+  architecture and starting weights (:func:`model_digest`), so a pre-trained student and a random
+  one never share an entry;
+- the *data*, by content (every tensor by :func:`tensor_digest`, never by its elided ``str``);
+- *every knob*: the caller's parts, where a function (an objective) stands for its code's name and
+  the values it closes over, a module for its content.
+
+A part that cannot be keyed that way is an error, never a guess. No model object carries a key:
+a model that came from :func:`trained` is remembered (weakly) as such, and its outputs are keyed
+by its current content, so a copy of it, or the same object trained further, never reads another
+model's outputs. A wrong hit is a bug; a miss only costs time.
+
 Entries live in ``$KDLAB_CACHE`` (default ``~/.cache/kdlab``) as ``<key>.pt`` with a
 ``<key>.sha256`` digest. A truncated, corrupted or foreign entry is detected, reported and
 recomputed, never used; writes are atomic, and two processes computing the same entry take a
@@ -12,15 +27,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import json
 import os
+import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,7 +47,9 @@ from kdlab import _io, metrics
 from kdlab.data import Tensors
 from kdlab.train import History
 
-_KEY_ATTRIBUTE = "_kdlab_cache_key"
+# The models that came from trained(): their outputs may be cached (keyed by their content).
+_FROM_CACHE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def cache_dir() -> Path:
@@ -42,10 +63,66 @@ def _version() -> str:
     return __version__
 
 
-def _json_default(value: Any) -> str:
-    # A tensor's str() elides most of its values, so two different tensors could share a key:
-    # a tensor in parts stands for its content hash instead.
-    return f"tensor {tensor_digest(value)}" if isinstance(value, Tensor) else str(value)
+def library_sources(package: Path = _PACKAGE) -> list[Path]:
+    """The library's source files under ``package``: every ``.py`` but the book's machinery
+    (``book/``) and the command-line front door (``cli.py``), which compute no cached value."""
+    return sorted(
+        path for path in package.rglob("*.py")
+        if "book" not in path.relative_to(package).parts[:-1] and path.name != "cli.py"
+    )
+
+
+@functools.cache
+def code_digest(package: Path = _PACKAGE) -> str:
+    """A hash of the library's sources (:func:`library_sources`): part of every key."""
+    h = hashlib.sha256()
+    for path in library_sources(package):
+        h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def _function_parts(function: types.FunctionType) -> dict[str, Any]:
+    # A function stands for its code's name (the code itself is in code_digest) and every value it
+    # closes over or takes by default: two closures of one recipe with other knobs get other keys.
+    if function.__module__ is None or not function.__module__.startswith("kdlab"):
+        raise TypeError(
+            f"cannot key the function {function.__qualname__!r} of module {function.__module__!r}: only "
+            "kdlab's code is in the key's code digest; pass its knobs as parts instead"
+        )
+    cells = {}
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (), strict=True):
+        try:
+            cells[name] = cell.cell_contents
+        except ValueError:  # a name the function closes over that is not bound yet
+            cells[name] = None
+    return {"function": f"{function.__module__}.{function.__qualname__}", "cells": cells,
+            "defaults": function.__defaults__, "kwdefaults": function.__kwdefaults__}
+
+
+def _json_default(value: Any) -> Any:
+    """How a part that JSON cannot write is keyed: by content, or an error naming its type."""
+    if isinstance(value, Tensors):
+        return {"tensors": [tensor_digest(t) for t in value.tensors]}
+    if isinstance(value, Tensor):
+        return f"tensor {tensor_digest(value)}"
+    if isinstance(value, np.ndarray):
+        return f"array {tensor_digest(torch.from_numpy(np.ascontiguousarray(value)))}"
+    if isinstance(value, nn.Module):
+        return f"module {model_digest(value)}"
+    if isinstance(value, (torch.device, torch.dtype)):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, functools.partial):
+        return {"partial": value.func, "args": value.args, "keywords": value.keywords}
+    if isinstance(value, types.FunctionType):
+        return _function_parts(value)
+    raise TypeError(
+        f"cannot key a {type(value).__name__} ({value!r:.80}): a cache key holds JSON values, tensors, "
+        "modules and kdlab functions; leave cache off or pass what determines it"
+    )
 
 
 def _as_json(parts: Mapping[str, Any]) -> Any:
@@ -53,10 +130,13 @@ def _as_json(parts: Mapping[str, Any]) -> Any:
 
 
 def key(name: str, parts: Mapping[str, Any]) -> str:
-    """The hash of ``name``, ``parts`` (JSON-able; tuples count as lists, a tensor as its
-    :func:`tensor_digest`) and the kdlab version."""
+    """The hash of ``name``, ``parts`` (tuples count as lists; tensors, data and modules by content,
+    functions by name and closure, see :func:`_json_default`), the kdlab version and
+    :func:`code_digest`."""
     text = json.dumps(
-        {"name": name, "parts": parts, "kdlab": _version()}, sort_keys=True, default=_json_default
+        {"name": name, "parts": parts, "kdlab": _version(), "code": code_digest()},
+        sort_keys=True,
+        default=_json_default,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -66,16 +146,18 @@ def tensor_digest(tensor: Tensor) -> str:
     array = tensor.detach().cpu().contiguous()
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{array.dtype}{tuple(array.shape)}".encode())
-    h.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    h.update(array.reshape(-1).view(torch.uint8).numpy().tobytes() if array.numel() else b"")
     return h.hexdigest()
 
 
-def data_digest(data: Tensors | Sequence[Tensor] | None) -> list[str] | None:
-    """The :func:`tensor_digest` of each tensor of a data set (``None`` for none), for ``parts``:
-    a trained model's cached History holds its test metrics, so its key names the test set too."""
-    if data is None:
-        return None
-    return [tensor_digest(t) for t in (data.tensors if isinstance(data, Tensors) else data)]
+def model_digest(model: nn.Module) -> str:
+    """A content hash of a model: its architecture (``repr``) and its state (every parameter and
+    buffer by name, dtype, shape and bytes). Two models with the same digest compute the same outputs."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(model).encode())
+    for name, value in model.state_dict().items():
+        h.update(name.encode() + b"\0" + tensor_digest(value).encode())
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -103,9 +185,10 @@ def _read(entry: str, name: str, parts: Mapping[str, Any]) -> dict | None:
         if (
             payload.get("name") != name
             or payload.get("kdlab") != _version()
+            or payload.get("code") != code_digest()
             or payload.get("parts") != expected
         ):
-            raise ValueError("it was written for another name, version or parts")
+            raise ValueError("it was written for another name, version, code or parts")
         return payload
     except Exception as error:  # any unreadable entry is recomputed, never used
         warnings.warn(
@@ -119,6 +202,7 @@ def _write(entry: str, name: str, parts: Mapping[str, Any], payload: dict) -> No
         **payload,
         "name": name,
         "kdlab": _version(),
+        "code": code_digest(),
         "parts": _as_json(parts),
     }
     folder = cache_dir()
@@ -128,8 +212,9 @@ def _write(entry: str, name: str, parts: Mapping[str, Any], payload: dict) -> No
     _io.atomic_write_bytes(folder / f"{entry}.sha256", hashlib.sha256(data).hexdigest().encode())
 
 
-def tensor(name: str, compute: Callable[[], Tensor], **parts: Any) -> Tensor:
-    """``compute()`` once per (name, parts, version); later calls load the stored tensor (on CPU)."""
+def tensor(name: str, compute: Callable[[], Tensor], /, **parts: Any) -> Tensor:
+    """``compute()`` once per (name, parts, code); later calls load the stored tensor (on CPU)."""
+    parts = _as_json(parts)
     entry = key(name, parts)
     with _locked(entry):
         payload = _read(entry, name, parts)
@@ -144,19 +229,23 @@ def trained(
     make_model: Callable[[], nn.Module],
     train: Callable[[nn.Module], History | list[History]],
     name: str,
+    /,
     **parts: Any,
 ) -> tuple[nn.Module, History | list[History]]:
     """A model trained once and then loaded: ``train(make_model())`` on the first call.
 
-    ``parts`` must name everything that determines the result (architecture, data, every
-    hyper-parameter, the seed, and the test set when the History holds test metrics). Returns the
-    model (on CPU when loaded, where ``train`` left it otherwise) and what ``train`` returned: its
-    :class:`~kdlab.train.History`, or a list of them for a recipe of several stages. The model
-    remembers its cache key, so :func:`logits` can cache its outputs.
+    The model is built first, and the entry is keyed by ``name``, ``parts``, the code and the
+    built model's architecture and initial state (:func:`model_digest`), so ``parts`` must name
+    everything else that determines the result (data, every knob, the seed of the batch order, and
+    the test set when the History holds test metrics). Returns the model (on CPU when loaded, where
+    ``train`` left it otherwise) and what ``train`` returned: its
+    :class:`~kdlab.train.History`, or a list of them for a recipe of several stages.
     """
+    model = make_model()
+    # Frozen now: an objective's closure may change as it trains (a step counter), its key must not.
+    parts = _as_json({**parts, "initial": model_digest(model)})
     entry = key(name, parts)
     with _locked(entry):
-        model = make_model()
         payload = _read(entry, name, parts)
         if payload is None:
             history = train(model)
@@ -170,29 +259,25 @@ def trained(
                 history = [History.from_dict(h) for h in stored]
             else:
                 history = History.from_dict(stored)
-    setattr(model, _KEY_ATTRIBUTE, entry)
+    _FROM_CACHE.add(model)
     return model, history
 
 
 def key_of(model: nn.Module) -> str | None:
-    """The cache key of a model that came from :func:`trained` (``None`` for any other model).
+    """The content key of a model that came from :func:`trained` (:func:`model_digest` of its
+    current state), ``None`` for any other model, copies of cached models included.
 
-    Recipes key cached outputs of a frozen teacher (logits, hints, FSP matrices, t-SNE P) by it.
+    Recipes key cached outputs of a frozen teacher (logits, hints, FSP matrices) by it; a model
+    trained further after it came from the cache gets the key of its new weights.
     """
-    return getattr(model, _KEY_ATTRIBUTE, None)
-
-
-def weights_digest(model: nn.Module) -> str:
-    """A content hash of a model's state (parameters and buffers), to key what is computed from it."""
-    state = model.state_dict()
-    return tensor_digest(torch.cat([v.detach().float().flatten().cpu() for v in state.values()]))
+    return model_digest(model) if model in _FROM_CACHE else None
 
 
 def logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
     """``model``'s logits on ``x`` (eval mode), cached when ``model`` came from :func:`trained`.
 
-    The entry is keyed by the model's cache key and a content hash of ``x``; the result is on
-    ``x``'s device. For augmented inputs do not cache: run the teacher per batch instead.
+    The entry is keyed by the model's content (:func:`key_of`) and a content hash of ``x``; the
+    result is on ``x``'s device. For augmented inputs do not cache: run the teacher per batch instead.
     """
     model_key = key_of(model)
     if model_key is None:

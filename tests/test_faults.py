@@ -77,7 +77,7 @@ def train(model):
             p.mul_(2.0)
     return History([{"epoch": 1.0}])
 
-model, _ = cache.trained(make, train, name="shared", knob=1)
+model, _ = cache.trained(make, train, "shared", knob=1)
 torch.save(model.state_dict(), sys.argv[2])
 """
 

@@ -81,20 +81,20 @@ def test_each_generation_learns_from_the_previous_one_with_the_same_knobs():
 
 def test_cached_sequence_reloads_without_training_and_shares_generation_zero(monkeypatch):
     train = blobs()
-    first = ban.born_again(make_net, train, generations=1, seed=0, **KNOBS)
+    first = ban.born_again(make_net, train, generations=1, seed=0, cache=True, **KNOBS)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached generation was trained again")
 
     monkeypatch.setattr(common.train, "fit", refuse)
-    again = ban.born_again(make_net, train, generations=1, seed=0, **KNOBS)
+    again = ban.born_again(make_net, train, generations=1, seed=0, cache=True, **KNOBS)
     for a, b in zip(first, again, strict=True):
         same_weights(a.model, b.model)
         assert a.history.epochs == b.history.epochs
-    zero, _ = ban.generation_zero(make_net, train, seed=0, **KNOBS)
+    zero, _ = ban.generation_zero(make_net, train, seed=0, cache=True, **KNOBS)
     same_weights(zero, first[0].model)
     with pytest.raises(AssertionError, match="trained again"):  # another seed is another model
-        ban.generation_zero(make_net, train, seed=1, **KNOBS)
+        ban.generation_zero(make_net, train, seed=1, cache=True, **KNOBS)
 
 
 @pytest.mark.parametrize(

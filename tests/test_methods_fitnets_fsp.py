@@ -104,7 +104,7 @@ def test_hint_stage_trains_only_below_the_guided_layer_and_lowers_the_hint_loss(
 
 def test_hint_stage_is_cached():
     teacher, train = make_teacher(), tiny_data()
-    knobs = dict(hint="relu2", guided="relu3", epochs=1, batch_size=8, seed=1)
+    knobs = dict(hint="relu2", guided="relu3", epochs=1, batch_size=8, seed=1, cache=True)
     first, _, history = fitnets.hint_stage(make_student, teacher, train, **knobs)
     second, _, again = fitnets.hint_stage(make_student, teacher, train, **knobs)
     assert history.to_dict() == again.to_dict()
@@ -163,7 +163,7 @@ def test_teacher_matrices_are_computed_in_eval_mode_and_cached():
     train = tiny_data(10)
     # A cached teacher (it carries a cache key), so its matrices are cached too.
     teacher, _ = train_model(lambda: make_resnet(14), train, epochs=1, batch_size=5,
-                             cache_parts={"role": "t"})
+                             cache=True)
     got = fsp.teacher_matrices(teacher, train.x, batch_size=4)
     assert teacher.training
     with torch.no_grad():

@@ -207,12 +207,12 @@ def test_hint_mutual_needs_markers(images):
     teacher = vgg(TEACHER, **KW)
     no_hint = lambda: vgg((4, "M", 4, "M"), **KW)  # noqa: E731
     with pytest.raises(ValueError, match="'H' marker"):
-        hint_mutual.train([no_hint] * 2, teacher, images, pretrain_epochs=1, epochs=1)
+        hint_mutual.train([no_hint] * 2, teacher, images, stage_epochs=1, epochs=1)
     with pytest.raises(ValueError, match="'G' marker"):
         hint_mutual.train([lambda: vgg(STUDENT, **KW)] * 2, vgg((4, "M"), **KW), images,
-                          pretrain_epochs=1, epochs=1)
+                          stage_epochs=1, epochs=1)
     with pytest.raises(ValueError, match="at least 2 students"):
-        hint_mutual.train([lambda: vgg(STUDENT, **KW)], teacher, images, pretrain_epochs=1, epochs=1)
+        hint_mutual.train([lambda: vgg(STUDENT, **KW)], teacher, images, stage_epochs=1, epochs=1)
 
 
 def test_hint_mutual_is_seed_build_pretrain_then_dml(images):
@@ -223,7 +223,7 @@ def test_hint_mutual_is_seed_build_pretrain_then_dml(images):
     make = lambda: vgg(STUDENT, **KW)  # noqa: E731
     knobs = dict(epochs=1, batch_size=8, progress=False, lr=3e-4, betas=(0.5, 0.99))
     cohort, history, hints = hint_mutual.train(
-        [make] * 2, teacher, images, pretrain_epochs=2, seed=5, test=images, **knobs
+        [make] * 2, teacher, images, stage_epochs=2, seed=5, test=images, **knobs
     )
     assert len(hints) == 2 and len(hints[0]) == 2 and "test_error/ensemble" in history.keys()
     runtime.seed_everything(5)
@@ -244,7 +244,7 @@ def test_cached_cohorts_train_once_and_load_the_same_weights_and_history(images,
     knobs = dict(epochs=1, batch_size=8, progress=False, test=images, seed=2)
     plain, plain_history = mutual.train([make] * 2, images, **knobs)
     first, first_history = mutual.train([make] * 2, images, cache=True, **knobs)
-    hinted = hint_mutual.train([make] * 2, teacher, images, pretrain_epochs=1, cache=True, **knobs)
+    hinted = hint_mutual.train([make] * 2, teacher, images, stage_epochs=1, cache=True, **knobs)
     torch.testing.assert_close(first.state_dict(), plain.state_dict())  # caching changes nothing
 
     def no_training(*args, **kwargs):
@@ -259,7 +259,7 @@ def test_cached_cohorts_train_once_and_load_the_same_weights_and_history(images,
 
     assert timeless(first_history) == timeless(plain_history)
     cohort, history, hints = hint_mutual.train(
-        [make] * 2, teacher, images, pretrain_epochs=1, cache=True, **knobs
+        [make] * 2, teacher, images, stage_epochs=1, cache=True, **knobs
     )
     torch.testing.assert_close(cohort.state_dict(), hinted[0].state_dict())
     assert history.to_dict() == hinted[1].to_dict() and len(hints) == 2

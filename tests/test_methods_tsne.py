@@ -171,7 +171,7 @@ def test_soft_targets_join_as_hintons_weighted_average(setting):
     with torch.no_grad():
         teacher_logits = teacher(x)
     student = tiny_lenet()
-    terms = objective(0.2, temperature=4.0, soft_alpha=0.7)(student, (x, y, p, teacher_logits))
+    terms = objective(0.2, temperature=4.0, alpha=0.7)(student, (x, y, p, teacher_logits))
     with torch.no_grad():
         student_logits = student(x)
     soft = soft_target_loss(student_logits, teacher_logits, 4.0)
@@ -183,7 +183,7 @@ def test_distill_with_and_without_the_p_cache_trains_the_same_student(setting):
     train, teacher = setting
     knobs = dict(beta=0.5, perplexity=5.0, batch_size=20, epochs=2, seed=3, progress=False)
     cached, history = distill(tiny_lenet, train, teacher, **knobs)
-    online, _ = distill(tiny_lenet, train, teacher, cache_p=False, **knobs)
+    online, _ = distill(tiny_lenet, train, teacher, precompute_p=False, **knobs)
     for a, b in zip(cached.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     assert len(history) == 2 and history.last("tsne") > 0
@@ -191,7 +191,7 @@ def test_distill_with_and_without_the_p_cache_trains_the_same_student(setting):
 
 def test_distill_caches_the_trained_student(setting):
     train, teacher = setting
-    knobs = dict(beta=0.1, alpha=2.0, perplexity=5.0, batch_size=20, epochs=1, seed=0, progress=False,
+    knobs = dict(beta=0.1, tsne_alpha=2.0, perplexity=5.0, batch_size=20, epochs=1, seed=0, progress=False,
                  cache=True)
     first, history = distill(tiny_lenet, train, teacher, **knobs)
     second, again = distill(tiny_lenet, train, teacher, **knobs)
@@ -208,10 +208,10 @@ def test_distill_caches_the_trained_student(setting):
         ({"beta": -0.1}, ValueError, "beta must be >= 0"),
         ({"beta": 0.1, "perplexity": 19.0}, ValueError, r"perplexity must be in \(1, 19\)"),
         ({"beta": 0.1, "perplexity": 30.0}, ValueError, "perplexity"),
-        ({"beta": 0.1, "alpha": 0.0}, ValueError, "alpha must be > 0"),
+        ({"beta": 0.1, "tsne_alpha": 0.0}, ValueError, "tsne_alpha must be > 0"),
         ({"beta": 0.1, "layer": "fc7"}, KeyError, "student layer: model has no layer named 'fc7'"),
         ({"beta": 0.1, "teacher_layer": "penultimate"}, KeyError, "teacher layer: model has no layer"),
-        ({"beta": 0.1, "temperature": 4.0}, ValueError, "temperature and soft_alpha go together"),
+        ({"beta": 0.1, "temperature": 4.0}, ValueError, "temperature and alpha go together"),
         ({"beta": 0.1, "batch_size": 500}, ValueError, "batch_size must be <= the number"),
         ({"beta": 0.1, "batch_size": 1}, ValueError, "batch_size must be an integer >= 2"),
     ],

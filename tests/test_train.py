@@ -207,5 +207,5 @@ def test_train_model_takes_a_loader_and_trains_as_from_the_same_tensors():
     from_loader, _ = train_model(lambda: models.mlp((64, 32, 10)), loader, **knobs)
     for a, b in zip(from_tensors.state_dict().values(), from_loader.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="cache_parts needs the training data as tensors.*TensorLoader"):
-        train_model(lambda: models.mlp((64, 32, 10)), loader, cache_parts={"kind": "plain"}, **knobs)
+    with pytest.raises(ValueError, match="cache=True needs the training data as tensors.*TensorLoader"):
+        train_model(lambda: models.mlp((64, 32, 10)), loader, cache=True, **knobs)

@@ -15,17 +15,18 @@ learning rate does not depend on the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
-from kdlab import _checks, cache, metrics
+from kdlab import _checks
+from kdlab import cache as kd_cache
 from kdlab.data import Tensors
 from kdlab.losses.soft import ensemble_logits
 from kdlab.methods import hinton
-from kdlab.methods.common import train_model
+from kdlab.methods.common import ModelOrFactory, train_model
 from kdlab.train import History
 
 # Generation k of the sequence started from seed s is seeded with s + SEED_STRIDE * k.
@@ -55,48 +56,87 @@ def _check_train(train: Tensors) -> None:
         raise ValueError("train must hold at least one example, got none")
 
 
+def generation_seed(seed: int, k: int) -> int:
+    """The seed of generation ``k`` of a sequence started from ``seed``: ``seed + SEED_STRIDE * k``
+    (a fresh initialisation and batch order for every generation, see :func:`born_again`)."""
+    return seed + SEED_STRIDE * k
+
+
 def generation_zero(
-    make_model: Callable[[], nn.Module],
+    student: ModelOrFactory,
     train: Tensors,
     *,
-    cache: bool = True,
+    cache: bool = False,
     **fit_knobs: Any,
 ) -> tuple[nn.Module, History]:
-    """The first generation: ``make_model()`` trained on the labels of ``train`` alone (cross-entropy).
-
-    Cached under ``{"method": "born_again", "generation": 0}``, so any chapter or section that
-    trains the same architecture with the same knobs on the same data loads this model.
-    ``fit_knobs`` as in :func:`kdlab.methods.common.train_model`. Shapes: ``train.x`` (n, ...),
-    ``train.y`` (n,).
+    """The first generation: ``student`` trained on the labels of ``train`` alone (cross-entropy),
+    :func:`kdlab.methods.common.train_model` itself, so any chapter or section that trains the same
+    network with the same knobs on the same data shares its cache entry. ``fit_knobs`` as there.
+    Shapes: ``train.x`` (n, ...), ``train.y`` (n,).
     """
     _check_train(train)
-    parts = {"method": "born_again", "generation": 0} if cache else None
-    return train_model(make_model, train, cache_parts=parts, **fit_knobs)
+    return train_model(student, train, cache=cache, **fit_knobs)
 
 
-def born_again(
-    make_model: Callable[[], nn.Module],
+def descend(
+    teacher: nn.Module,
+    student: ModelOrFactory,
     train: Tensors,
     *,
     generations: int,
     temperature: float = 1.0,
     alpha: float = 0.5,
     test: Tensors | None = None,
-    cache: bool = True,
+    seed: int = 0,
+    cache: bool = False,
     progress: bool | None = None,
     **fit_knobs: Any,
 ) -> list[Generation]:
-    """Furlanello et al. (2018): a teacher and ``generations`` born-again students, all from ``make_model``.
+    """Generations 1 .. ``generations`` born from ``teacher`` (generation 0): generation k is a fresh
+    ``student`` (a factory, or a module's copy) trained with :func:`kdlab.methods.hinton.objective`
+    (``temperature``, ``alpha``) against generation k - 1's logits on ``train.x`` (computed once
+    per generation, :func:`kdlab.cache.logits`), seeded with :func:`generation_seed`. Returns the
+    :class:`Generation` objects 1 .. ``generations``. Every knob is checked before the first epoch.
+    """
+    _checks.at_least("generations", generations, 1)
+    _checks.positive("temperature", temperature)
+    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    _check_train(train)
+    sequence = [Generation(0, teacher, History())]
+    for k in range(1, generations + 1):
+        teacher_logits = kd_cache.logits(sequence[-1].model, train.x)
+        model, history = hinton.distill(
+            student, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
+            cache=cache, progress=progress, seed=generation_seed(seed, k), desc=f"BAN-{k}, seed {seed}",
+            **fit_knobs,
+        )
+        sequence.append(Generation(k, model, history))
+    return sequence[1:]
 
-    Generation 0 is :func:`generation_zero`; generation k >= 1 is a fresh ``make_model()``
-    trained with :func:`kdlab.methods.hinton.objective` (``temperature``, ``alpha``; the seed's
-    loss is ``temperature=1, alpha=0.5``, see the module) against generation k - 1's logits on
-    ``train.x``, computed once per generation (:func:`kdlab.cache.logits`). Every generation uses
-    the same ``fit_knobs`` (``epochs``, ``lr``, ``schedule``...), so only the targets and the
-    draw differ: generation k is seeded with ``seed + SEED_STRIDE * k``, a fresh initialisation
-    and batch order as for any new network (with one shared seed the generations stay nearly
-    copies of each other, and their ensembles gain nothing). With ``cache`` each generation is
-    stored and a re-run loads the whole sequence.
+
+def born_again(
+    student: ModelOrFactory,
+    train: Tensors,
+    *,
+    generations: int,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    test: Tensors | None = None,
+    seed: int = 0,
+    cache: bool = False,
+    progress: bool | None = None,
+    **fit_knobs: Any,
+) -> list[Generation]:
+    """Furlanello et al. (2018): a teacher and ``generations`` born-again students, all of ``student``'s
+    architecture (a factory, or a module whose copies start from its weights).
+
+    Generation 0 is :func:`generation_zero`; generations 1 .. K are :func:`descend` from it (the
+    seed's loss is ``temperature=1, alpha=0.5``, see the module). Every generation uses the same
+    ``fit_knobs`` (``epochs``, ``lr``, ``schedule``...), so only the targets and the draw differ:
+    generation k is seeded with :func:`generation_seed` (``seed + SEED_STRIDE * k``), a fresh
+    initialisation and batch order as for any new network (with one shared seed the generations
+    stay nearly copies of each other, and their ensembles gain nothing). With ``cache`` each
+    generation is stored and a re-run loads the whole sequence.
 
     Returns ``generations + 1`` :class:`Generation` objects, the teacher first. Every knob is
     checked before the first epoch. Shapes: ``train.x`` (n, ...), ``train.y`` (n,).
@@ -105,26 +145,14 @@ def born_again(
     _checks.positive("temperature", temperature)
     _checks.in_range("alpha", alpha, 0.0, 1.0)
     _check_train(train)
-    seed = fit_knobs.pop("seed", 0)
     model, history = generation_zero(
-        make_model, train, cache=cache, test=test, progress=progress, seed=seed, desc=f"teacher, seed {seed}",
+        student, train, cache=cache, test=test, progress=progress, seed=seed, desc=f"teacher, seed {seed}",
         **fit_knobs,
     )
-    sequence = [Generation(0, model, history)]
-    for k in range(1, generations + 1):
-        teacher_logits = _logits(sequence[-1].model, train.x, cache)
-        model, history = hinton.distill(
-            make_model, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
-            cache=cache, progress=progress, seed=seed + SEED_STRIDE * k, desc=f"BAN-{k}, seed {seed}",
-            **fit_knobs,
-        )
-        sequence.append(Generation(k, model, history))
-    return sequence
-
-
-def _logits(model: nn.Module, x: Tensor, use_cache: bool) -> Tensor:
-    # cache.logits only caches models that came from the cache; the others are recomputed.
-    return cache.logits(model, x) if use_cache else metrics.predict(model, x)
+    return [Generation(0, model, history), *descend(
+        model, student, train, generations=generations, temperature=temperature, alpha=alpha, test=test,
+        seed=seed, cache=cache, progress=progress, **fit_knobs,
+    )]
 
 
 def ensembles(generation_logits: Sequence[Tensor]) -> dict[str, Tensor]:

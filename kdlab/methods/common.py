@@ -1,20 +1,127 @@
-"""What every recipe does: seed, build, batch, fit, and (optionally) cache the trained model."""
+"""The one train-and-cache path: seed, build, train and, with ``cache=True``, store or load.
+
+Every recipe that trains a network is either :func:`train_model` (a model, data, an objective) or
+a function decorated with :func:`recipe`, which returns a :class:`Plan` (how to build the model,
+how to train it). The decorator does the rest the same way for all of them: it seeds with the
+call's ``seed``, builds, trains, and with ``cache=True`` keys the entry by *every argument of the
+call* (bound by the recipe's own signature, defaults included; data, teachers and objectives by
+content, see :mod:`kdlab.cache`) and by the built model's initial state. A knob added to a recipe
+is in its key without anyone listing it; only the factories (their product, the initial state,
+is keyed instead) and what says where and how visibly a run goes (``device``, ``progress``,
+``desc``) stay out.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import copy
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from kdlab import cache, runtime, train
+from kdlab import cache as kd_cache
+from kdlab import models, runtime, train
 from kdlab.data import TensorLoader, Tensors
 from kdlab.train import History, Objective
 
+M = TypeVar("M", bound=nn.Module)
+ModelOrFactory = nn.Module | Callable[[], nn.Module]
+Result = History | list[History]
 
+# Where and how visibly a run goes, and whether it is cached: never part of a key.
+NOT_KEYED = ("cache", "device", "progress", "desc")
+
+
+def as_factory(model: ModelOrFactory, role: str = "student") -> Callable[[], nn.Module]:
+    """A factory for a recipe: a fresh copy of ``model`` on each call (its weights are the starting
+    point; ``model`` itself is never trained), or ``model`` itself when it is already a factory."""
+    if isinstance(model, nn.Module):
+        return lambda: copy.deepcopy(model)
+    if callable(model):
+        return model
+    raise TypeError(f"{role} must be an nn.Module or a function returning one, got {type(model).__name__}")
+
+
+@dataclass
+class Plan(Generic[M]):
+    """What a :func:`recipe` trains: ``build()`` makes the untrained model (called after seeding),
+    ``run(model)`` trains it in place and returns its History (or one per stage)."""
+
+    build: Callable[[], M]
+    run: Callable[[M], Result]
+
+
+def _keyed_arguments(
+    signature: inspect.Signature, bound: inspect.BoundArguments, left_out: Sequence[str]
+) -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if name in left_out:
+            continue
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            parts.update({k: v for k, v in value.items() if k not in left_out})
+        else:
+            parts[name] = value
+    return parts
+
+
+def _argument(bound: inspect.BoundArguments, name: str, default: Any = None) -> Any:
+    if name in bound.arguments:
+        return bound.arguments[name]
+    for parameter, value in bound.arguments.items():
+        if bound.signature.parameters[parameter].kind is inspect.Parameter.VAR_KEYWORD:
+            return value.get(name, default)
+    return default
+
+
+def recipe(
+    name: str, *, factories: Sequence[str] = (), not_keyed: Sequence[str] = ()
+) -> Callable[[Callable[..., Plan]], Callable[..., tuple[nn.Module, Result]]]:
+    """Turn ``plan_of(...) -> Plan`` into a recipe ``(...) -> (trained model, History)``.
+
+    The decorated function must take ``seed`` and ``cache``. ``factories`` names its arguments
+    that build models (keyed by what they build); ``not_keyed`` names further arguments that do
+    not change the result (e.g. whether an intermediate is precomputed). Every other argument,
+    including ``**knobs``, is in the key.
+    """
+    left_out = (*NOT_KEYED, *factories, *not_keyed)
+
+    def decorate(plan_of: Callable[..., Plan]) -> Callable[..., tuple[nn.Module, Result]]:
+        signature = inspect.signature(plan_of)
+        missing = [p for p in ("seed", "cache") if p not in signature.parameters]
+        if missing:
+            raise TypeError(f"recipe {plan_of.__qualname__} must take {missing}")
+
+        @functools.wraps(plan_of)
+        def call(*args: Any, **kwargs: Any) -> tuple[nn.Module, Result]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            plan = plan_of(*args, **kwargs)
+            seed = bound.arguments["seed"]
+
+            def build() -> nn.Module:
+                runtime.seed_everything(seed)
+                return plan.build()
+
+            if not bound.arguments["cache"]:
+                model = build()
+                return model, plan.run(model)
+            parts = _keyed_arguments(signature, bound, left_out)
+            model, history = kd_cache.trained(build, plan.run, name, **parts)
+            return model.to(runtime.device(_argument(bound, "device"))), history
+
+        return call
+
+    return decorate
+
+
+@recipe("model", factories=("model",))
 def train_model(
-    make_model: Callable[[], nn.Module],
+    model: ModelOrFactory,
     data: Tensors | tuple[Tensor, ...] | Iterable[tuple[Tensor, ...]],
     objective: Objective = train.cross_entropy,
     *,
@@ -27,70 +134,41 @@ def train_model(
     weight_decay: float = 0.0,
     schedule: str | None = None,
     device: str | torch.device | None = None,
-    cache_parts: Mapping[str, Any] | None = None,
+    cache: bool = False,
     progress: bool | None = None,
     desc: str = "train",
-) -> tuple[nn.Module, History]:
-    """Seed with ``seed``, build ``make_model()``, batch ``data`` and :func:`~kdlab.train.fit`.
+) -> Plan:
+    """Seed with ``seed``, build ``model`` (a factory, or a module whose copy is trained) and
+    :func:`~kdlab.train.fit` it on ``data`` with ``objective``; returns ``(model, History)``.
 
-    ``data`` is the loader's tensors, ``Tensors``, ``(x, y)`` or ``(x, y, teacher_logits, ...)``,
-    shuffled together into a :class:`~kdlab.data.TensorLoader` of ``batch_size``; or a loader
-    already made (a ``DataLoader``, or any iterable of batches), used as it is. With
-    ``cache_parts`` (a dict describing the objective's knobs), the trained model comes from
-    :func:`kdlab.cache.trained`: keyed by the model's architecture (its ``repr``), the content of
-    every tensor, every knob here and ``cache_parts`` (so it needs tensors, not a loader).
+    ``data`` is ``Tensors``, ``(x, y)`` or ``(x, y, teacher_logits, ...)``, shuffled together into
+    a :class:`~kdlab.data.TensorLoader` of ``batch_size``; or a loader already made (a
+    ``DataLoader``, any iterable of batches), used as it is (not with ``cache``: a key needs the
+    data's content). Max-norm layers (:class:`kdlab.models.MaxNormLinear`) are projected after
+    every step. With ``cache`` the result is trained once per key (:func:`recipe`).
     """
+    make = as_factory(model, "model")
     where = runtime.device(device)
-    tensors: tuple[Tensor, ...] | None = None
     if isinstance(data, Tensors):
-        tensors = data.tensors
+        tensors: tuple[Tensor, ...] | None = data.tensors
     elif isinstance(data, (tuple, list)):
         tensors = tuple(data)
-    elif cache_parts is not None:
+    elif cache:
         raise ValueError(
-            f"cache_parts needs the training data as tensors (the cache key holds their content), got a "
-            f"{type(data).__name__}; pass Tensors or a tuple of tensors, or leave cache_parts None"
+            f"cache=True needs the training data as tensors (the cache key holds their content), got a "
+            f"{type(data).__name__}; pass Tensors or a tuple of tensors, or cache=False"
         )
+    else:
+        tensors = None
 
-    def build() -> nn.Module:
-        runtime.seed_everything(seed)
-        return make_model()
-
-    def run(model: nn.Module) -> History:
-        if tensors is None:
-            loader = data
-        else:
+    def run(net: nn.Module) -> History:
+        loader = data
+        if tensors is not None:
             loader = TensorLoader(*tensors, batch_size=batch_size, seed=seed, device=where)
         return train.fit(
-            model,
-            loader,
-            objective,
-            epochs=epochs,
-            lr=lr,
-            optimizer=optimizer,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            test=test,
-            device=where,
-            progress=progress,
+            net, loader, objective, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+            schedule=schedule, test=test, device=where, after_step=models.constrain_, progress=progress,
             desc=desc,
         )
 
-    if cache_parts is None:
-        model = build()
-        return model, run(model)
-    parts = {
-        "architecture": repr(build()),
-        "data": cache.data_digest(tensors),
-        "test": cache.data_digest(test),
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "seed": seed,
-        "optimizer": optimizer,
-        "weight_decay": weight_decay,
-        "schedule": schedule,
-        **cache_parts,
-    }
-    model, history = cache.trained(build, run, name="model", **parts)
-    return model.to(where), history
+    return Plan(make, run)

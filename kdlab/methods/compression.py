@@ -469,7 +469,6 @@ def munge_student(
     _checks.finite("transfer.x", transfer.x)
     _checks.labels("transfer.y", transfer.y, len(transfer), classes)
     features = int(math.prod(transfer.x.shape[1:]))
-    parts = {"method": "munge_student", "hidden": hidden} if cache else None
     return train_model(
-        lambda: models.mlp((features, hidden, classes)), transfer, test=test, cache_parts=parts, **fit_knobs
+        lambda: models.mlp((features, hidden, classes)), transfer, test=test, cache=cache, **fit_knobs
     )

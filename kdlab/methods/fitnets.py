@@ -8,9 +8,7 @@ Words, as in the paper: the teacher's *hint* layer guides the student's *guided*
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,7 +17,7 @@ from torch import Tensor, nn
 from kdlab import _checks, features, losses, models, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
-from kdlab.methods.common import train_model
+from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe, train_model
 from kdlab.train import History, Objective, fit
 
 REGRESSORS = ("conv", "fc")
@@ -150,8 +148,49 @@ def hint_objective(hinted: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Te
     return {"loss": losses.hint_loss(hinted(x), teacher_hint)}
 
 
+@recipe("fitnets-hint-stage", factories=("student",))
+def _hinted(
+    student: ModelOrFactory,
+    teacher: nn.Module,
+    train: Tensors,
+    *,
+    hint: str,
+    guided: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    regressor: str,
+    device: str | torch.device | None,
+    cache: bool,
+    progress: bool | None,
+    desc: str,
+) -> Plan:
+    where = runtime.device(device)
+    make = as_factory(student)
+    x = train.x.to(where)
+    teacher_hint = hint_features(teacher, x, hint)
+
+    def build() -> Hinted:
+        net = make().to(where)
+        features.check_layers(net, guided, "guided layer")
+        r = make_regressor(net, teacher, hint=hint, guided=guided, example=x[:2], kind=regressor)
+        return Hinted(net, r, guided).to(where)
+
+    def run(hinted: Hinted) -> History:
+        hinted.to(where)
+        trainable = guided_parameters(hinted.student, guided, x[:2]) + list(hinted.regressor.parameters())
+        loader = TensorLoader(x, teacher_hint, batch_size=batch_size, seed=seed, device=where)
+        return fit(
+            hinted, loader, hint_objective, epochs=epochs, optimizer=torch.optim.Adam(trainable, lr=lr),
+            device=where, progress=progress, desc=desc,
+        )
+
+    return Plan(build, run)
+
+
 def hint_stage(
-    make_student: Callable[[], nn.Module],
+    student: ModelOrFactory,
     teacher: nn.Module,
     train: Tensors,
     *,
@@ -163,55 +202,31 @@ def hint_stage(
     seed: int = 0,
     regressor: str = "conv",
     device: str | torch.device | None = None,
-    cache: bool = True,
+    cache: bool = False,
     progress: bool | None = None,
     desc: str = "hint stage",
 ) -> tuple[nn.Module, nn.Module, History]:
     """FitNets' stage 1: train the student up to ``guided`` and the regressor on the hint loss.
 
-    Seeds with ``seed`` and builds ``make_student()`` (so its initial weights are those of a
-    student trained from scratch with the same seed) and the regressor
-    (:func:`make_regressor`); Adam (``lr``) runs over the regressor and
+    Seeds with ``seed`` and builds the student (a factory, so its initial weights are those of a
+    student trained from scratch with the same seed, or a module whose copy starts from its
+    weights) and the regressor (:func:`make_regressor`); Adam (``lr``) runs over the regressor and
     :func:`guided_parameters` only, for ``epochs`` epochs of :func:`hint_objective` against the
     teacher's cached hints. The layers above ``guided`` keep their initial weights. With
-    ``cache``, the result is trained once per (architectures, data, knobs, teacher).
+    ``cache``, trained once per key (:func:`kdlab.methods.common.recipe`).
 
     Returns the whole student (trained below the guided layer), the regressor and the History
     (the epoch mean of the hint loss, ``loss``).
     """
     _checks.choice("regressor", regressor, REGRESSORS)
+    _checks.at_least("epochs", epochs, 1)
     where = runtime.device(device)
     teacher = teacher.to(where)
     features.check_layers(teacher, hint, "hint layer")
-    x = train.x.to(where)
-    teacher_hint = hint_features(teacher, x, hint)
-
-    def build() -> Hinted:
-        runtime.seed_everything(seed)
-        student = make_student().to(where)
-        features.check_layers(student, guided, "guided layer")
-        r = make_regressor(student, teacher, hint=hint, guided=guided, example=x[:2], kind=regressor)
-        return Hinted(student, r, guided).to(where)
-
-    def run(hinted: Hinted) -> History:
-        hinted.to(where)
-        trainable = guided_parameters(hinted.student, guided, x[:2]) + list(hinted.regressor.parameters())
-        loader = TensorLoader(x, teacher_hint, batch_size=batch_size, seed=seed, device=where)
-        return fit(
-            hinted, loader, hint_objective, epochs=epochs, optimizer=torch.optim.Adam(trainable, lr=lr),
-            device=where, progress=progress, desc=desc,
-        )
-
-    if cache:
-        parts = {
-            "architecture": repr(build()), "teacher": kd_cache.weights_digest(teacher), "hint": hint,
-            "guided": guided, "data": kd_cache.tensor_digest(x), "epochs": epochs, "lr": lr,
-            "batch_size": batch_size, "seed": seed,
-        }
-        hinted, history = kd_cache.trained(build, run, name="fitnets-hint-stage", **parts)
-    else:
-        hinted = build()
-        history = run(hinted)
+    hinted, history = _hinted(
+        student, teacher, train, hint=hint, guided=guided, epochs=epochs, lr=lr, batch_size=batch_size,
+        seed=seed, regressor=regressor, device=device, cache=cache, progress=progress, desc=desc,
+    )
     hinted.to(where)
     return hinted.student, hinted.regressor, history
 
@@ -261,7 +276,7 @@ def objective(temperature: float, alpha: float, total_steps: int | None = None) 
 
 
 def distill(
-    make_student: Callable[[], nn.Module] | nn.Module,
+    student: ModelOrFactory,
     train: Tensors,
     teacher_logits: Tensor,
     *,
@@ -276,8 +291,8 @@ def distill(
 ) -> tuple[nn.Module, History]:
     """FitNets' stage 2: KD on the whole student, the soft-target weight annealed from ``alpha`` to 0.
 
-    ``make_student`` builds a fresh student (KD alone), or is a student module whose weights
-    are copied (the hint-trained student of :func:`hint_stage`: the FitNet). ``teacher_logits``
+    ``student`` builds a fresh student (KD alone), or is a student module whose copy is trained
+    (the hint-trained student of :func:`hint_stage`: the FitNet). ``teacher_logits``
     (n, classes) are the teacher's outputs on ``train.x`` (:func:`kdlab.cache.logits`).
     ``anneal=False`` keeps ``alpha`` fixed (Hinton et al.'s KD). ``fit_knobs``: ``lr``,
     ``seed``, ``optimizer``, ``device``... as in :func:`kdlab.methods.common.train_model`.
@@ -290,21 +305,8 @@ def distill(
     _checks.at_least("epochs", epochs, 1)
     _checks.at_least("batch_size", batch_size, 1)
     total_steps = epochs * math.ceil(len(train) / batch_size) if anneal else None
-    parts = None
-    if isinstance(make_student, nn.Module):
-        init = make_student
-        make_student = lambda: copy.deepcopy(init)  # noqa: E731
-        start = kd_cache.weights_digest(init)
-    else:
-        start = "fresh"
-    if cache:
-        parts = {
-            "method": "fitnets-kd", "temperature": temperature, "alpha": alpha, "anneal": anneal,
-            "start": start,
-        }
     return train_model(
-        make_student, (train.x, train.y, teacher_logits.to(train.x.device)),
+        student, (train.x, train.y, teacher_logits.to(train.x.device)),
         objective(temperature, alpha, total_steps), test=test, epochs=epochs, batch_size=batch_size,
-        cache_parts=parts, **fit_knobs,
+        cache=cache, **fit_knobs,
     )
-

@@ -5,8 +5,7 @@ keeps one spatial size), then trains normally from those weights.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from kdlab import _checks, features, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import fsp_distance, fsp_matrix
-from kdlab.methods.common import train_model
+from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe, train_model
 from kdlab.models.resnet import FSP_PAIRS
 from kdlab.train import History, Objective, fit
 
@@ -111,8 +110,9 @@ def objective(pairs: Pairs = FSP_PAIRS, weights: Sequence[float] | None = None) 
     return flow
 
 
+@recipe("fsp-stage", factories=("student",))
 def fsp_stage(
-    make_student: Callable[[], nn.Module],
+    student: ModelOrFactory,
     teacher: nn.Module,
     train: Tensors,
     *,
@@ -124,20 +124,23 @@ def fsp_stage(
     batch_size: int = 128,
     seed: int = 0,
     device: str | torch.device | None = None,
-    cache: bool = True,
+    cache: bool = False,
     progress: bool | None = None,
     desc: str = "FSP stage",
-) -> tuple[nn.Module, History]:
-    """Yim et al. (2017), stage 1: train ``make_student()`` (seeded with ``seed``) to minimise the FSP loss.
+) -> Plan:
+    """Yim et al. (2017), stage 1: train the student (seeded with ``seed``) to minimise the FSP loss.
 
-    ``pairs`` name the (first, last) layers of each section in the student, ``teacher_pairs``
-    those of the teacher (default: the same names, as for two :func:`kdlab.models.resnet` nets);
-    ``weights`` are the lambda_i (default all 1, as the paper). Adam over all the student's
-    parameters (only those below the last pair get a gradient; the classifier keeps its
-    initial weights). With ``cache``, trained once per (architectures, data, knobs,
-    teacher). Returns the student and the History (``loss``: the epoch mean of the FSP loss).
+    ``student`` is a factory or a module whose copy is trained. ``pairs`` name the (first, last)
+    layers of each section in the student, ``teacher_pairs`` those of the teacher (default: the
+    same names, as for two :func:`kdlab.models.resnet` nets); ``weights`` are the lambda_i
+    (default all 1, as the paper). Adam over all the student's parameters (only those below the
+    last pair get a gradient; the classifier keeps its initial weights). With ``cache``, trained
+    once per key (:func:`kdlab.methods.common.recipe`). Returns the student and the History
+    (``loss``: the epoch mean of the FSP loss).
     """
+    _checks.at_least("epochs", epochs, 1)
     where = runtime.device(device)
+    make = as_factory(student)
     pairs = [tuple(pair) for pair in pairs]
     teacher_pairs = pairs if teacher_pairs is None else [tuple(pair) for pair in teacher_pairs]
     if len(teacher_pairs) != len(pairs):
@@ -149,28 +152,18 @@ def fsp_stage(
     targets = teacher_matrices(teacher, x, teacher_pairs)
 
     def build() -> nn.Module:
-        runtime.seed_everything(seed)
-        student = make_student().to(where)
-        check_pairs(student, pairs, x[:2], "student")
-        return student
+        net = make().to(where)
+        check_pairs(net, pairs, x[:2], "student")
+        return net
 
-    def run(student: nn.Module) -> History:
+    def run(net: nn.Module) -> History:
         loader = TensorLoader(x, *targets, batch_size=batch_size, seed=seed, device=where)
         return fit(
-            student, loader, objective(pairs, weights), epochs=epochs, lr=lr, device=where, progress=progress,
+            net, loader, objective(pairs, weights), epochs=epochs, lr=lr, device=where, progress=progress,
             desc=desc,
         )
 
-    if not cache:
-        student = build()
-        return student, run(student)
-    parts = {
-        "architecture": repr(build()), "teacher": kd_cache.weights_digest(teacher), "pairs": pairs,
-        "teacher_pairs": teacher_pairs, "weights": None if weights is None else list(weights),
-        "data": kd_cache.tensor_digest(x), "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-    }
-    student, history = kd_cache.trained(build, run, name="fsp-stage", **parts)
-    return student.to(where), history
+    return Plan(build, run)
 
 
 def train_from(
@@ -181,12 +174,10 @@ def train_from(
     cache: bool = False,
     **fit_knobs: Any,
 ) -> tuple[nn.Module, History]:
-    """Yim et al. (2017), stage 2: normal training (label cross-entropy) of a copy of ``init``.
-
-    ``init`` is the student of :func:`fsp_stage` (``init`` itself is left unchanged).
-    ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``... as in
-    :func:`kdlab.methods.common.train_model`.
+    """Yim et al. (2017), stage 2: normal training (label cross-entropy) of a copy of ``init``,
+    the student of :func:`fsp_stage` (``init`` itself is left unchanged): :func:`train_model` on
+    the labels. ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``... as there.
     """
-    _checks.at_least("epochs", fit_knobs.get("epochs", 1), 1)
-    parts = {"method": "fsp-stage-2", "start": kd_cache.weights_digest(init)} if cache else None
-    return train_model(lambda: copy.deepcopy(init), train, test=test, cache_parts=parts, **fit_knobs)
+    if not isinstance(init, nn.Module):
+        raise TypeError(f"init must be the stage-1 student (an nn.Module), got {type(init).__name__}")
+    return train_model(init, train, test=test, cache=cache, **fit_knobs)

@@ -10,16 +10,16 @@ The nets are :func:`kdlab.models.vgg.vgg` built from seed 004's configuration li
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from kdlab import _checks, runtime
-from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.methods import mutual
+from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
 from kdlab.methods.fitnets import hint_objective
 from kdlab.models.regressor import regressor
 from kdlab.models.vgg import vgg
@@ -127,13 +127,52 @@ def pretrain(
     )
 
 
-def train(
-    make_students: Sequence[Callable[[], nn.Module]],
+@recipe("hint+dml", factories=("students",))
+def _cohort(
+    students: Sequence[ModelOrFactory],
     teacher: nn.Module,
     train: Tensors,
     *,
-    pretrain_epochs: int,
-    pretrain_lr: float = 1e-3,
+    stage_epochs: int,
+    stage_lr: float,
+    seed: int,
+    batch_size: int,
+    device: str | torch.device | None,
+    progress: bool | None,
+    cache: bool,
+    **mutual_knobs: Any,
+) -> Plan:
+    where = runtime.device(device)
+    factories = [as_factory(s, f"students[{k}]") for k, s in enumerate(students)]
+
+    def build() -> nn.ModuleList:
+        cohort = mutual.cohort([make() for make in factories])
+        for student in cohort:
+            prefix(student, "hint")  # fail before any training when a student has no 'H'
+        return cohort
+
+    def run(cohort: nn.ModuleList) -> list[History]:
+        targets = hint_targets(teacher, train.x.to(where))
+        hints = [
+            pretrain(student, train.x, targets, epochs=stage_epochs, lr=stage_lr, batch_size=batch_size,
+                     seed=seed + k, device=where, progress=progress, desc=f"hint, student {k}")
+            for k, student in enumerate(cohort)
+        ]
+        _, history = mutual.fit_cohort(
+            cohort, train, seed=seed, batch_size=batch_size, device=where, progress=progress, **mutual_knobs
+        )
+        return [history, *hints]
+
+    return Plan(build, run)
+
+
+def train(
+    students: Sequence[ModelOrFactory],
+    teacher: nn.Module,
+    train: Tensors,
+    *,
+    stage_epochs: int,
+    stage_lr: float = 1e-3,
     seed: int = 0,
     batch_size: int = 128,
     device: str | torch.device | None = None,
@@ -143,43 +182,19 @@ def train(
 ) -> tuple[nn.ModuleList, History, list[History]]:
     """Seed 004's hint-pretrained mutual learning: seed with ``seed``, build one student per
     factory (each from its own random start, the same starts as :func:`kdlab.methods.mutual.train`
-    with this seed), pre-train each up to its ``H`` point against the teacher's ``G`` point for
-    ``pretrain_epochs``, then train the cohort with :func:`kdlab.methods.mutual.fit_cohort`
-    (``mutual_knobs``: ``epochs``, ``test``, ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4,
-    betas (0.5, 0.99)). Returns the cohort, its history and the hint stage's histories; with
-    ``cache=True`` all three come from :func:`kdlab.cache.trained` after the first run."""
-    make_students = list(make_students)
-    if len(make_students) < 2:
-        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(make_students)} factories")
-    _checks.at_least("pretrain_epochs", pretrain_epochs, 1)
-    where = runtime.device(device)
-    teacher.to(where)
-
-    def build() -> nn.ModuleList:
-        runtime.seed_everything(seed)
-        students = mutual.cohort([make() for make in make_students])
-        for student in students:
-            prefix(student, "hint")  # fail before any training when a student has no 'H'
-        return students
-
-    def run(students: nn.ModuleList) -> list[History]:
-        targets = hint_targets(teacher, train.x.to(where))
-        hints = [
-            pretrain(student, train.x, targets, epochs=pretrain_epochs, lr=pretrain_lr, batch_size=batch_size,
-                     seed=seed + k, device=where, progress=progress, desc=f"hint, student {k}")
-            for k, student in enumerate(students)
-        ]
-        _, history = mutual.fit_cohort(
-            students, train, seed=seed, batch_size=batch_size, device=where, progress=progress, **mutual_knobs
-        )
-        return [history, *hints]
-
-    if cache:
-        knobs = {"teacher": kd_cache.weights_digest(teacher), "pretrain_epochs": pretrain_epochs,
-                 "pretrain_lr": pretrain_lr, "batch_size": batch_size, **mutual_knobs}
-        parts = mutual.cache_parts("hint+dml", build(), train, seed, knobs)
-        students, (history, *hints) = kd_cache.trained(build, run, name="cohort", **parts)
-        return students.to(where), history, hints
-    students = build()
-    history, *hints = run(students)
-    return students, history, hints
+    with this seed; a module starts from a copy of its weights), pre-train each up to its ``H``
+    point against the teacher's ``G`` point for ``stage_epochs`` at ``stage_lr``, then train the
+    cohort with :func:`kdlab.methods.mutual.fit_cohort` (``mutual_knobs``: ``epochs``, ``test``,
+    ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4, betas (0.5, 0.99)). Returns the cohort,
+    its history and the hint stage's histories; with ``cache=True`` all three are trained once per
+    key (:func:`kdlab.methods.common.recipe`)."""
+    students = list(students)
+    if len(students) < 2:
+        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(students)}")
+    _checks.at_least("stage_epochs", stage_epochs, 1)
+    teacher.to(runtime.device(device))
+    cohort, (history, *hints) = _cohort(
+        students, teacher, train, stage_epochs=stage_epochs, stage_lr=stage_lr, seed=seed,
+        batch_size=batch_size, device=device, progress=progress, cache=cache, **mutual_knobs,
+    )
+    return cohort, history, hints

@@ -6,7 +6,7 @@ class left out, the bias fix)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from kdlab import _checks, losses, metrics
 from kdlab.data import Tensors
 from kdlab.losses import soft
-from kdlab.methods.common import train_model
+from kdlab.methods.common import ModelOrFactory, train_model
 from kdlab.train import History, Objective
 
 MIMIC_LOSSES = ("kl", "mse")
@@ -50,7 +50,7 @@ def objective(temperature: float, alpha: float) -> Objective:
 
 
 def distill(
-    make_student: Callable[[], nn.Module],
+    student: ModelOrFactory,
     train: Tensors,
     teacher_logits: Tensor,
     *,
@@ -60,17 +60,17 @@ def distill(
     cache: bool = False,
     **fit_knobs: Any,
 ) -> tuple[nn.Module, History]:
-    """Train a fresh student on ``train`` with Hinton's loss against ``teacher_logits``.
+    """Train ``student`` (a factory, or a module whose copy is trained) on ``train`` with Hinton's loss
+    against ``teacher_logits``; returns ``(student, History)``.
 
     ``teacher_logits`` (n, classes) are the teacher's outputs on ``train.x``, computed once
     (:func:`kdlab.cache.logits`). ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``,
     ``optimizer``, ``schedule``, ``device``... as in :func:`kdlab.methods.common.train_model`.
     """
     _check_rows(teacher_logits, len(train))
-    parts = {"method": "hinton", "temperature": temperature, "alpha": alpha} if cache else None
     return train_model(
-        make_student, (train.x, train.y, teacher_logits.to(train.x.device)), objective(temperature, alpha),
-        test=test, cache_parts=parts, **fit_knobs,
+        student, (train.x, train.y, teacher_logits.to(train.x.device)), objective(temperature, alpha),
+        test=test, cache=cache, **fit_knobs,
     )
 
 
@@ -95,7 +95,7 @@ def mimic_objective(loss: str = "kl", temperature: float = 1.0) -> Objective:
 
 
 def mimic(
-    make_student: Callable[[], nn.Module],
+    student: ModelOrFactory,
     x: Tensor,
     teacher_logits: Tensor,
     *,
@@ -112,15 +112,14 @@ def mimic(
     :func:`distill`.
     """
     _check_rows(teacher_logits, len(x))
-    parts = {"method": "mimic", "loss": loss, "temperature": temperature} if cache else None
     return train_model(
-        make_student, (x, teacher_logits.to(x.device)), mimic_objective(loss, temperature),
-        test=test, cache_parts=parts, **fit_knobs,
+        student, (x, teacher_logits.to(x.device)), mimic_objective(loss, temperature),
+        test=test, cache=cache, **fit_knobs,
     )
 
 
 def sweep(
-    make_student: Callable[[], nn.Module],
+    student: ModelOrFactory,
     train: Tensors,
     teacher_logits: Tensor,
     *,
@@ -147,7 +146,7 @@ def sweep(
     return {
         (temperature, alpha): [
             distill(
-                make_student, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
+                student, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
                 cache=cache, seed=seed, desc=f"T={temperature:g}, alpha={alpha:g}, seed {seed}", **fit_knobs,
             )[1]
             for seed in range(seeds)

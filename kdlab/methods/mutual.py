@@ -11,12 +11,12 @@ predictions are detached), so the gradients of the other students are ``None`` a
   K students trained alone on the same batches, the baseline);
 - :func:`evaluation`: each student's test error, the cohort's mean and its ensemble's;
 - :func:`fit_cohort` trains a built cohort, :func:`train` seeds, builds and trains one (and, with
-  ``cache=True``, stores it in :mod:`kdlab.cache`).
+  ``cache=True``, stores it in :mod:`kdlab.cache`, through :func:`kdlab.methods.common.recipe`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab import _checks, metrics, runtime
-from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.mutual import mutual_terms
+from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
 from kdlab.train import Evaluate, History, Objective, fit, make_optimizer
 
 UPDATES = ("in_turn", "simultaneous", "independent")
@@ -166,7 +166,7 @@ def _optimizer(
 
 def fit_cohort(
     students: Sequence[nn.Module],
-    train: Tensors,
+    train: Tensors | Iterable[tuple[Tensor, ...]],
     *,
     epochs: int,
     test: Tensors | None = None,
@@ -189,17 +189,21 @@ def fit_cohort(
 
     One optimiser (``optimizer``, ``lr``, ``weight_decay``, Adam's ``betas`` if given, e.g. seed
     004's (0.5, 0.99)) over all students; batches from a :class:`~kdlab.data.TensorLoader` seeded
-    with ``seed``; ``schedule="cosine"`` anneals the rate over all steps. With ``test``, logs
+    with ``seed`` over ``train``'s tensors, or ``train`` itself when it is a loader (``(x, y)``
+    batches); ``schedule="cosine"`` anneals the rate over all steps. With ``test``, logs
     :func:`evaluation` every ``eval_every`` epochs and at the last one. Returns the cohort and
     its :class:`~kdlab.train.History`.
     """
     students = cohort(students)
     where = runtime.device(device)
     students.to(where)
-    check_classes(students, train.x.to(where))
     evaluate = evaluation(test, every=eval_every, epochs=epochs) if test is not None else None
     parameters = [p for p in students.parameters() if p.requires_grad]
-    loader = TensorLoader(train.x, train.y, batch_size=batch_size, seed=seed, device=where)
+    if isinstance(train, Tensors):
+        check_classes(students, train.x.to(where))
+        loader = TensorLoader(train.x, train.y, batch_size=batch_size, seed=seed, device=where)
+    else:
+        loader = train
     history = fit(
         students, loader, objective(update, temperature=temperature, ensemble=ensemble), epochs=epochs,
         optimizer=_optimizer(optimizer, parameters, lr, weight_decay, betas), schedule=schedule,
@@ -208,48 +212,30 @@ def fit_cohort(
     return students, history
 
 
-def cache_parts(
-    method: str, students: nn.ModuleList, train: Tensors, seed: int, knobs: Mapping[str, Any]
-) -> dict[str, Any]:
-    """What determines a trained cohort, for :func:`kdlab.cache.trained`: ``method``, the built
-    cohort's architecture, the content of ``train`` and of the test set, the seed and every knob
-    but those that only say where and how visibly it runs (``device``, ``progress``, ``desc``)."""
-    # Not in the key as given: where and how visibly it runs, and the test set (keyed by its digest).
-    omitted = ("device", "progress", "desc", "test")
-    return {
-        "method": method, "architecture": repr(students), "data": kd_cache.data_digest(train),
-        "test": kd_cache.data_digest(knobs.get("test")), "seed": seed,
-        **{name: value for name, value in knobs.items() if name not in omitted},
-    }
-
-
+@recipe("dml", factories=("students",))
 def train(
-    make_students: Sequence[Callable[[], nn.Module]],
+    students: Sequence[ModelOrFactory],
     train: Tensors,
     *,
     seed: int = 0,
     cache: bool = False,
     **knobs: Any,
-) -> tuple[nn.ModuleList, History]:
-    """Seed with ``seed``, build one student per factory in ``make_students`` (so each starts from
-    its own random weights) and train them as a cohort with :func:`fit_cohort` (``knobs``:
-    ``epochs``, ``test``, ``update``, ``lr``, ``betas``, ``schedule``...). ``[make] * K`` gives a
-    cohort of K students of one architecture. With ``cache=True`` the trained cohort and its
-    History come from :func:`kdlab.cache.trained` (keyed by :func:`cache_parts`)."""
-    make_students = list(make_students)
-    if len(make_students) < 2:
-        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(make_students)} factories")
+) -> Plan:
+    """Seed with ``seed``, build one student per entry of ``students`` (a factory, so each starts
+    from its own random weights, or a module whose copy starts from its weights) and train them as
+    a cohort with :func:`fit_cohort` (``knobs``: ``epochs``, ``test``, ``update``, ``lr``,
+    ``betas``, ``schedule``...). ``[make] * K`` gives a cohort of K students of one architecture.
+    Returns ``(cohort, History)``; with ``cache=True`` trained once per key
+    (:func:`kdlab.methods.common.recipe`)."""
+    students = list(students)
+    if len(students) < 2:
+        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(students)}")
+    factories = [as_factory(s, f"students[{k}]") for k, s in enumerate(students)]
 
     def build() -> nn.ModuleList:
-        runtime.seed_everything(seed)
-        return cohort([make() for make in make_students])
+        return cohort([make() for make in factories])
 
-    def run(students: nn.ModuleList) -> History:
-        return fit_cohort(students, train, seed=seed, **knobs)[1]
+    def run(built: nn.ModuleList) -> History:
+        return fit_cohort(built, train, seed=seed, **knobs)[1]
 
-    if not cache:
-        students = build()
-        return students, run(students)
-    parts = cache_parts("dml", build(), train, seed, knobs)
-    students, history = kd_cache.trained(build, run, name="cohort", **parts)
-    return students.to(runtime.device(knobs.get("device"))), history
+    return Plan(build, run)

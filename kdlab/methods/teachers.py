@@ -40,7 +40,8 @@ def teacher(
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> tuple[nn.Module, History]:
-    """A teacher trained with Adam on ``split.train`` (evaluated on ``split.test``), cached.
+    """A teacher trained with Adam on ``split.train`` (evaluated on ``split.test``), always cached:
+    every chapter that asks for the same teacher loads the one entry.
 
     ``"lenet"``: tsneNet's conv net (conv 32-64, fc 512), which converges on MNIST in about
     three epochs; ``"hinton"``: Hinton et al.'s cumbersome 1200-1200 MLP with dropout and
@@ -58,6 +59,6 @@ def teacher(
         schedule=schedule,
         seed=seed,
         device=device,
-        cache_parts={"role": "teacher"},
+        cache=True,
         desc=f"teacher {architecture}",
     )

@@ -11,8 +11,7 @@ batches is fixed and only the order of the batches changes from epoch to epoch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from kdlab import _checks, features, losses, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import Tensors
 from kdlab.losses.tsne import tsne_loss, tsne_p, tsne_q
+from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
 from kdlab.train import History, Objective, fit
 
 LAYER = "fc"
@@ -112,11 +112,6 @@ def features_of(model: nn.Module, x: Tensor, layer: str = LAYER, batch_size: int
     return torch.cat(chunks)
 
 
-def _model_key(model: nn.Module) -> str:
-    # A model from kdlab.cache.trained carries its cache key; any other is keyed by its weights.
-    return kd_cache.key_of(model) or kd_cache.weights_digest(model)
-
-
 def batch_p(
     teacher: nn.Module,
     x: Tensor,
@@ -125,14 +120,15 @@ def batch_p(
     perplexity: float = 20.0,
     pca_dim: int | None = 50,
     layer: str = LAYER,
-    use_cache: bool = True,
+    cache: bool = False,
 ) -> Tensor:
     """tsneNet's "list of matrix P for each training batch": one P per fixed batch, (n_batches, B, B).
 
     For batch b, :func:`kdlab.losses.tsne_p` of the teacher's ``layer`` features of ``x[batches[b]]``
-    (PCA to ``pca_dim`` first, the seed's 50; perplexity 20). The teacher is frozen, so the
-    result is cached (``kdlab.cache.tensor``) by the teacher's key, the inputs, the partition and
-    every knob. Shapes: x (n, ...), batches (n_batches, B) int64 -> (n_batches, B, B) float32.
+    (PCA to ``pca_dim`` first, the seed's 50; perplexity 20). The teacher is frozen, so with
+    ``cache`` the result is stored (``kdlab.cache.tensor``), keyed by the teacher's content, the
+    inputs, the partition and every knob. Shapes: x (n, ...), batches (n_batches, B) int64 ->
+    (n_batches, B, B) float32.
     """
     if batches.dim() != 2:
         raise ValueError(
@@ -148,36 +144,36 @@ def batch_p(
         index = batches.to(found.device)
         return torch.stack([tsne_p(found[rows], perplexity, pca_dim=pca_dim) for rows in index]).float()
 
-    if not use_cache:
+    if not cache:
         return compute()
     value = kd_cache.tensor(
-        "tsne_p", compute, teacher=_model_key(teacher), x=kd_cache.tensor_digest(x),
+        "tsne_p", compute, teacher=kd_cache.model_digest(teacher), x=kd_cache.tensor_digest(x),
         batches=kd_cache.tensor_digest(batches), perplexity=perplexity, pca_dim=pca_dim, layer=layer,
     )
     return value.to(x.device)
 
 
-def _check_knobs(beta: float, alpha: float, temperature: float | None, soft_alpha: float | None) -> None:
+def _check_knobs(beta: float, tsne_alpha: float, temperature: float | None, alpha: float | None) -> None:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
         raise ValueError(f"beta must be >= 0 (the weight of the t-SNE term), got {beta!r}")
-    _checks.positive("alpha", alpha)
-    if (temperature is None) != (soft_alpha is None):
+    _checks.positive("tsne_alpha", tsne_alpha)
+    if (temperature is None) != (alpha is None):
         raise ValueError(
-            f"temperature and soft_alpha go together (Hinton's soft targets), got "
-            f"temperature={temperature!r} and soft_alpha={soft_alpha!r}"
+            f"temperature and alpha go together (Hinton's soft targets), got "
+            f"temperature={temperature!r} and alpha={alpha!r}"
         )
     if temperature is not None:
         _checks.positive("temperature", temperature)
-        _checks.in_range("soft_alpha", soft_alpha, 0.0, 1.0)
+        _checks.in_range("alpha", alpha, 0.0, 1.0)
 
 
 def objective(
     beta: float,
-    alpha: float = math.inf,
+    tsne_alpha: float = math.inf,
     *,
     layer: str = LAYER,
     temperature: float | None = None,
-    soft_alpha: float | None = None,
+    alpha: float | None = None,
     teacher: nn.Module | None = None,
     teacher_layer: str = LAYER,
     perplexity: float = 20.0,
@@ -185,16 +181,17 @@ def objective(
 ) -> Objective:
     """tsneNet's hybrid loss, CE + beta * KL(P || Q) (README, "loss_hybrid"), on fixed batches.
 
-    Q is :func:`kdlab.losses.tsne_q` of the student's ``layer`` features with ``alpha`` degrees of
-    freedom (``math.inf``: the Gaussian, the seed's best). Batches are ``(x, y, p)`` with P from
-    :func:`batch_p`; with ``teacher`` given, P is instead computed from the teacher at every step
-    (the uncached procedure the seed calls slow) and batches are ``(x, y)``. With ``temperature``
-    and ``soft_alpha``, Hinton's soft targets join in (a last batch tensor of teacher logits):
-    ``(1 - soft_alpha) CE + soft_alpha T^2 KL + beta * tsne``. CE and the soft term are batch
+    Q is :func:`kdlab.losses.tsne_q` of the student's ``layer`` features with ``tsne_alpha``
+    degrees of freedom (the paper's alpha; ``math.inf``: the Gaussian, the seed's best). Batches
+    are ``(x, y, p)`` with P from :func:`batch_p`; with ``teacher`` given, P is instead computed
+    from the teacher at every step (the uncached procedure the seed calls slow) and batches are
+    ``(x, y)``. With ``temperature`` and ``alpha`` (the soft-target weight, as in every recipe),
+    Hinton's soft targets join in (a last batch tensor of teacher logits):
+    ``(1 - alpha) CE + alpha T^2 KL + beta * tsne``. CE and the soft term are batch
     means, the t-SNE term a sum over the batch's pairs (one distribution over pairs). Logs
     ``loss``, ``hard`` (CE), ``tsne`` (unweighted) and ``soft`` when used.
     """
-    _check_knobs(beta, alpha, temperature, soft_alpha)
+    _check_knobs(beta, tsne_alpha, temperature, alpha)
     if teacher is not None:
         features.check_layers(teacher, teacher_layer, "teacher layer")
 
@@ -208,12 +205,12 @@ def objective(
             student_logits = model(x)
         student_features = found[layer].flatten(1).float()
         with torch.set_grad_enabled(beta > 0 and torch.is_grad_enabled()):
-            tsne = tsne_loss(p, tsne_q(student_features, alpha))
-        if soft_alpha is None:
+            tsne = tsne_loss(p, tsne_q(student_features, tsne_alpha))
+        if alpha is None:
             hard = F.cross_entropy(student_logits.float(), y)
             terms = {"loss": hard + beta * tsne, "hard": hard.detach()}
         else:
-            kd = losses.distillation_terms(student_logits.float(), batch[-1], y, temperature, soft_alpha)
+            kd = losses.distillation_terms(student_logits.float(), batch[-1], y, temperature, alpha)
             terms = {"loss": kd["loss"] + beta * tsne, "hard": kd["hard"].detach()}
             terms["soft"] = kd["soft"].detach()
         terms["tsne"] = tsne.detach()
@@ -222,13 +219,14 @@ def objective(
     return hybrid
 
 
+@recipe("tsne", factories=("student",), not_keyed=("precompute_p",))
 def distill(
-    make_student: Callable[[], nn.Module],
+    student: ModelOrFactory,
     train: Tensors,
     teacher: nn.Module,
     *,
     beta: float,
-    alpha: float = math.inf,
+    tsne_alpha: float = math.inf,
     perplexity: float = 20.0,
     pca_dim: int | None = 50,
     layer: str = LAYER,
@@ -236,8 +234,8 @@ def distill(
     batch_size: int = 100,
     partition_seed: int = 0,
     temperature: float | None = None,
-    soft_alpha: float | None = None,
-    cache_p: bool = True,
+    alpha: float | None = None,
+    precompute_p: bool = True,
     test: Tensors | None = None,
     cache: bool = False,
     epochs: int,
@@ -248,41 +246,41 @@ def distill(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     desc: str = "tsne",
-) -> tuple[nn.Module, History]:
-    """Train a fresh student (``make_student()``, seeded by ``seed``) with tsneNet's hybrid loss.
+) -> Plan:
+    """Train a student (a factory seeded by ``seed``, or a module's copy) with tsneNet's hybrid
+    loss; returns ``(student, History)``.
 
     ``train`` is cut once into fixed batches of ``batch_size`` (:func:`partition`, chosen by
     ``partition_seed``, the same for every student seed so P is computed once); each epoch
-    visits them in a new order. ``cache_p=False`` recomputes P from the teacher at every step
-    (only to measure what the cache saves: the result is the same). ``beta=0`` is the student
-    alone; ``temperature`` and ``soft_alpha`` add Hinton's soft targets (see :func:`objective`).
-    With ``cache=True`` the trained student comes from :func:`kdlab.cache.trained`, keyed by
-    the architecture, data, teacher and every knob. Every knob is checked before anything runs.
+    visits them in a new order. P is computed once per batch before training (and stored with
+    ``cache``); ``precompute_p=False`` recomputes it from the teacher at every step (only to
+    measure what precomputing saves: the result is the same). ``beta=0`` is the student alone;
+    ``temperature`` and ``alpha`` add Hinton's soft targets (see :func:`objective`). With
+    ``cache=True`` the trained student is trained once per key
+    (:func:`kdlab.methods.common.recipe`). Every knob is checked before anything runs.
     """
-    _check_knobs(beta, alpha, temperature, soft_alpha)
+    _check_knobs(beta, tsne_alpha, temperature, alpha)
     _checks.at_least("batch_size", batch_size, 2)
+    _checks.at_least("epochs", epochs, 1)
     check_perplexity(perplexity, batch_size)
-    features.check_layers(make_student(), layer, "student layer")
+    make = as_factory(student)
+    features.check_layers(make(), layer, "student layer")
     features.check_layers(teacher, teacher_layer, "teacher layer")
     where = runtime.device(device)
     teacher = teacher.to(where)
     x, y = train.x.to(where), train.y.to(where)
     batches = partition(len(train), batch_size, partition_seed).to(where)
     tensors = [x[batches], y[batches]]
-    if cache_p:
-        p = batch_p(teacher, x, batches, perplexity=perplexity, pca_dim=pca_dim, layer=teacher_layer)
-        tensors.append(p)
-    if soft_alpha is not None:
-        tensors.append(_teacher_logits(teacher, x)[batches])
+    if precompute_p:
+        tensors.append(batch_p(teacher, x, batches, perplexity=perplexity, pca_dim=pca_dim,
+                               layer=teacher_layer, cache=cache))
+    if alpha is not None:
+        tensors.append(kd_cache.logits(teacher, x).to(where)[batches])
     step_objective = objective(
-        beta, alpha, layer=layer, temperature=temperature, soft_alpha=soft_alpha,
-        teacher=None if cache_p else teacher, teacher_layer=teacher_layer, perplexity=perplexity,
+        beta, tsne_alpha, layer=layer, temperature=temperature, alpha=alpha,
+        teacher=None if precompute_p else teacher, teacher_layer=teacher_layer, perplexity=perplexity,
         pca_dim=pca_dim,
     )
-
-    def build() -> nn.Module:
-        runtime.seed_everything(seed)
-        return make_student()
 
     def run(model: nn.Module) -> History:
         return fit(
@@ -290,20 +288,4 @@ def distill(
             optimizer=optimizer, schedule=schedule, test=test, device=where, progress=progress, desc=desc,
         )
 
-    if not cache:
-        model = build()
-        return model, run(model)
-    parts: dict[str, Any] = {
-        "method": "tsne", "architecture": repr(build()),
-        "data": kd_cache.data_digest((x, y)), "test": kd_cache.data_digest(test),
-        "teacher": _model_key(teacher), "beta": beta, "alpha": alpha, "perplexity": perplexity,
-        "pca_dim": pca_dim, "layer": layer, "teacher_layer": teacher_layer, "batch_size": batch_size,
-        "partition_seed": partition_seed, "temperature": temperature, "soft_alpha": soft_alpha,
-        "epochs": epochs, "lr": lr, "seed": seed, "optimizer": optimizer, "schedule": schedule,
-    }
-    model, history = kd_cache.trained(build, run, name="model", **parts)
-    return model.to(where), history
-
-
-def _teacher_logits(teacher: nn.Module, x: Tensor) -> Tensor:
-    return kd_cache.logits(teacher, x).to(x.device)
+    return Plan(make, run)
