@@ -10,8 +10,7 @@ then cached outputs would be stale, so the teacher runs on each batch, in eval m
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -78,18 +77,6 @@ def materialize(data: Data, name: str = "test") -> Tensors:
     return Tensors(torch.cat(xs), torch.cat(ys))
 
 
-def model_factory(
-    model: nn.Module | Callable[[], nn.Module], role: str = "student"
-) -> Callable[[], nn.Module]:
-    """A factory for the recipes: a copy of ``model`` on each call (its weights are the starting point,
-    left untouched), or ``model`` itself when it is already a factory."""
-    if isinstance(model, nn.Module):
-        return lambda: copy.deepcopy(model)
-    if callable(model):
-        return model
-    raise TypeError(f"{role} must be an nn.Module or a function returning one, got {type(model).__name__}")
-
-
 def num_classes(model: nn.Module, example: Tensor, role: str) -> int:
     """The number of classes ``model`` predicts on ``example`` (a small batch), in eval mode."""
     logits = metrics.predict(model, example)
@@ -145,11 +132,18 @@ def with_teacher(teacher: nn.Module, objective: Objective, classes: int, labels:
     return distil
 
 
-def checked_labels(objective: Objective, classes: int) -> Objective:
-    """``objective`` on ``(x, y, ...)`` batches whose labels are first checked to lie in ``[0, classes)``:
-    a loader is never read whole, so its labels are checked as its batches arrive."""
-    def checked(model: nn.Module, batch: tuple[Tensor, ...]) -> Any:
-        _checks.labels("train labels", batch[1], batch[0].shape[0], classes)
-        return objective(model, batch)
+class CheckedLabels:
+    """A loader whose ``(x, y, ...)`` batches have their labels checked to lie in ``[0, classes)`` as
+    they arrive (a loader is never read whole); its length is the loader's."""
 
-    return checked
+    def __init__(self, loader: Iterable[tuple[Tensor, ...]], classes: int) -> None:
+        self.loader = loader
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            _checks.labels("train labels", batch[1], batch[0].shape[0], self.classes)
+            yield batch

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from kdlab import adapters, cli_distill
 from kdlab.api import distill, knobs_of, mutual
 from kdlab.data import Tensors
-from kdlab.methods import hinton, tsne
+from kdlab.methods import born_again, hinton, tsne
 from kdlab.methods import mutual as dml
 
 FIT = dict(epochs=1, batch_size=16, progress=False, device="cpu")
@@ -70,13 +70,17 @@ def test_logits_method_is_mimic_with_mse(teacher):
     assert same_weights(student, direct)
 
 
-def test_born_again_chains_hinton_generations(teacher):
+def test_born_again_chains_hinton_generations_each_seeded_afresh_as_the_recipe(teacher):
     train = toy()
-    student, _ = distill(teacher, lambda: net(), train, method="born_again", generations=2, seed=0, **FIT)
-    knobs = dict(temperature=1.0, alpha=0.5, seed=0, **FIT)
-    first, _ = hinton.distill(lambda: net(), train, teacher(train.x).detach(), **knobs)
-    second, _ = hinton.distill(lambda: net(), train, first(train.x).detach(), **knobs)
+    student, _ = distill(teacher, lambda: net(), train, method="born_again", generations=2, seed=3, **FIT)
+    knobs = dict(temperature=1.0, alpha=0.5, **FIT)
+    first, _ = hinton.distill(lambda: net(), train, teacher(train.x).detach(), seed=3 + 1000, **knobs)
+    second, _ = hinton.distill(lambda: net(), train, first(train.x).detach(), seed=3 + 2000, **knobs)
     assert same_weights(student, second)
+    same_seed, _ = hinton.distill(lambda: net(), train, first(train.x).detach(), seed=3, **knobs)
+    assert not same_weights(student, same_seed)
+    sequence = born_again.born_again(lambda: net(), train, generations=2, seed=3, **knobs)
+    assert [born_again.generation_seed(3, g.index) for g in sequence] == [3, 1003, 2003]
 
 
 def test_per_batch_teacher_gives_the_loss_of_cached_logits(teacher):
@@ -191,8 +195,10 @@ def test_mutual_is_the_recipe_and_takes_loaders():
     assert len(cohort) == 2 and "test_error/ensemble" in history.keys()
     with pytest.raises(ValueError, match=r"same number of classes, got \[3, 5\]"):
         mutual([net(), net(classes=5)], train)
-    with pytest.raises(ValueError, match=r"unknown knob\(s\) \['cache'\]"):
-        mutual([net, net], train, cache=True)
+    with pytest.raises(ValueError, match=r"unknown knob\(s\) \['hint'\]"):
+        mutual([net, net], train, hint="conv")
+    cached, _ = mutual([net, net], train, test, seed=4, cache=True, **FIT)
+    assert all(same_weights(a, b) for a, b in zip(cached, direct, strict=True))
 
 
 def run_cli(argv: list[str]) -> int:

@@ -19,20 +19,13 @@ from torch import nn
 
 from kdlab import _checks, cache, metrics, runtime
 from kdlab.data import Tensors
-from kdlab.methods import born_again, fitnets, fsp, hinton, mutual, tsne
+from kdlab.methods import fsp, registry
+from kdlab.methods.common import train_model
 from kdlab.train import History
 
-METHODS = (
-    "student alone",
-    "Hinton KD",
-    "logit regression",
-    "FitNets",
-    "FSP",
-    "t-SNE regularizer",
-    "Born-Again",
-    "DML",
-)
-# The book's chapters in the table of contents' order (the results chapter reads their JSON).
+# The rows of the table: the student trained alone, then every method of the registry, by label.
+ALONE = "student alone"
+METHODS = (ALONE, *(m.label for m in registry.METHODS.values()))
 
 
 @dataclass
@@ -56,8 +49,8 @@ class Setting:
     lr: float = 1e-3
     batch_size: int = 100
     schedule: str | None = None
-    temperature: float = 20.0
-    alpha: float = 0.9
+    temperature: float = registry.HINTON_TEMPERATURE
+    alpha: float = registry.HINTON_ALPHA
     stage_epochs: int = 2
     beta: float = 0.1
     hint: str = "conv2"
@@ -153,89 +146,54 @@ def fsp_mismatch(setting: Setting) -> str | None:
     return None
 
 
-def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> dict[str, Run]:
-    """Every method of ``methods`` (names of :data:`METHODS`) at ``seed``; FSP is left out when
-    :func:`fsp_mismatch` gives a reason. Returns ``{method: Run}``.
+def _method_knobs(setting: Setting, name: str) -> dict[str, Any]:
+    """The knobs the common setting gives registry method ``name`` (the rest are its defaults)."""
+    hinton = {"temperature": setting.temperature, "alpha": setting.alpha}
+    return {
+        "hinton": hinton,
+        "logits": {},
+        "fitnets": {**hinton, "hint": setting.hint, "guided": setting.guided,
+                    "stage_epochs": setting.stage_epochs},
+        "fsp": {"pairs": setting.fsp_pairs, "stage_epochs": setting.stage_epochs},
+        "tsne": {"beta": setting.beta},
+        "born_again": {"generations": 1},
+        "mutual": {"cohort": setting.cohort},
+    }[name]
 
-    The student alone is Born-Again's generation 0 (one run serves both rows); the teacher's
-    logits and features come from the cache (:func:`kdlab.cache.logits`)."""
+
+def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> dict[str, Run]:
+    """Every method of ``methods`` (labels of :data:`METHODS`) at ``seed``, each run through its
+    entry of :data:`kdlab.methods.registry.METHODS` (as :func:`kdlab.distill` runs it); FSP is left
+    out when :func:`fsp_mismatch` gives a reason. Returns ``{label: Run}``.
+
+    The student alone is Born-Again's generation 0 (its teacher, of the student's architecture, as
+    in Furlanello et al.); the teacher's logits and features come from the cache."""
     for method in methods:
         _checks.choice("methods", method, METHODS)
     where = runtime.device(setting.device)
     train, test = setting.train.to(where), setting.test.to(where)
     teacher = setting.teacher.to(where)
-    make = setting.make_student
-    knobs = setting.fit_knobs(seed)
-    teacher_logits = cache.logits(teacher, train.x)
-    # The first stage of FitNets (hints) and of FSP (matrices): one budget for both.
-    stage_knobs = {
-        "epochs": setting.stage_epochs, "lr": setting.lr, "batch_size": setting.batch_size, "seed": seed,
-        "device": where, "cache": setting.cache, "progress": False,
-    }
+    training = {**setting.fit_knobs(seed), "device": where, "cache": setting.cache}
+    classes = int(cache.logits(teacher, train.x).shape[1])
     runs: dict[str, Run] = {}
 
-    def add(
-        method: str, student: nn.Module, histories: list[History], students: Sequence[nn.Module] = ()
-    ) -> None:
-        students = list(students) or [student]
+    def add(label: str, students: Sequence[nn.Module], histories: list[History]) -> None:
         errors = [student_errors(s.to(where), test) for s in students]
-        runs[method] = Run(method, seed, student.to(where), errors, histories)
+        runs[label] = Run(label, seed, students[0].to(where), errors, histories)
 
-    if "student alone" in methods or "Born-Again" in methods:
-        sequence = born_again.born_again(make, train, generations=1, cache=setting.cache, **knobs)
-        add("student alone", sequence[0].model, [sequence[0].history])
-        add("Born-Again", sequence[1].model, [sequence[0].history, sequence[1].history])
-    if "Hinton KD" in methods:
-        student, history = hinton.distill(
-            make,
-            train,
-            teacher_logits,
-            temperature=setting.temperature,
-            alpha=setting.alpha,
-            cache=setting.cache,
-            desc=f"KD, seed {seed}",
-            **knobs,
-        )
-        add("Hinton KD", student, [history])
-    if "logit regression" in methods:
-        student, history = hinton.mimic(
-            make,
-            train.x,
-            teacher_logits,
-            loss="mse",
-            cache=setting.cache,
-            desc=f"logit regression, seed {seed}",
-            **knobs,
-        )
-        add("logit regression", student, [history])
-    if "FitNets" in methods:
-        hinted, _, hint_history = fitnets.hint_stage(
-            make, teacher, train, hint=setting.hint, guided=setting.guided, **stage_knobs
-        )
-        student, history = fitnets.distill(
-            hinted,
-            train,
-            teacher_logits,
-            temperature=setting.temperature,
-            alpha=setting.alpha,
-            cache=setting.cache,
-            **knobs,
-        )
-        add("FitNets", student, [hint_history, history])
-    if "FSP" in methods and fsp_mismatch(setting) is None:
-        init, stage = fsp.fsp_stage(make, teacher, train, pairs=setting.fsp_pairs, **stage_knobs)
-        student, history = fsp.train_from(init, train, cache=setting.cache, **knobs)
-        add("FSP", student, [stage, history])
-    if "t-SNE regularizer" in methods:
-        student, history = tsne.distill(
-            make, train, teacher, beta=setting.beta, cache=setting.cache, desc=f"t-SNE, seed {seed}", **knobs
-        )
-        add("t-SNE regularizer", student, [history])
-    if "DML" in methods:
-        students, history = mutual.train(
-            [make] * setting.cohort, train, cache=setting.cache, desc=f"DML, seed {seed}", **knobs
-        )
-        add("DML", students[0], [history], students)
+    alone, alone_history = train_model(setting.make_student, train, desc=f"alone, seed {seed}", **training)
+    add(ALONE, [alone], [alone_history])
+    for name, entry in registry.METHODS.items():
+        if entry.label not in methods or (name == "fsp" and fsp_mismatch(setting) is not None):
+            continue
+        knobs = entry.resolve({**training, **_method_knobs(setting, name)})
+        source = alone if name == "born_again" else teacher
+        result = entry.run(source, setting.make_student, train, None, knobs, classes)
+        histories = list(result.stages.values())
+        if name == "born_again":
+            histories = [alone_history, *histories]
+        students = list(result.model) if isinstance(result.model, nn.ModuleList) else [result.model]
+        add(entry.label, students, histories)
     return {method: runs[method] for method in methods if method in runs}
 
 
@@ -265,9 +223,9 @@ def summary(runs: Mapping[str, Sequence[Run]], teacher_errors: float) -> list[di
 
     Requires the ``"student alone"`` row. Errors are counts on the test set (last epoch).
     """
-    if "student alone" not in runs:
-        raise KeyError(f"runs must hold 'student alone' (the baseline), got {sorted(runs)}")
-    alone = runs["student alone"]
+    if ALONE not in runs:
+        raise KeyError(f"runs must hold {ALONE!r} (the baseline), got {sorted(runs)}")
+    alone = runs[ALONE]
     alone_mean, _ = metrics.mean_std([r.error for r in alone])
     alone_seconds, _ = metrics.mean_std([r.seconds for r in alone])
     rows = []

@@ -1,4 +1,6 @@
-"""One module per method of the source papers, each a short recipe over kdlab's modules."""
+"""One module per method of the source papers, each a short recipe over kdlab's modules, and
+:mod:`kdlab.methods.registry`, the one table of methods that the API, the command line and the
+book's comparison read."""
 
 from kdlab.methods import (
     born_again,
@@ -9,6 +11,7 @@ from kdlab.methods import (
     hint_mutual,
     hinton,
     mutual,
+    registry,
     teachers,
     tsne,
 )
@@ -23,6 +26,7 @@ __all__ = [
     "hint_mutual",
     "hinton",
     "mutual",
+    "registry",
     "teachers",
     "tsne",
     "train_model",

@@ -1,0 +1,83 @@
+"""The one table of methods: every consumer reads it, and every method runs through it the same way
+with and without the cache."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+import kdlab
+from kdlab import cli_distill
+from kdlab.api import METHODS, knobs_of
+from kdlab.book import compare
+from kdlab.data import Tensors
+from kdlab.methods import registry
+
+FIT = dict(epochs=1, batch_size=16, progress=False, device="cpu")
+LAYERS = {"fitnets": {"hint": "relu", "guided": "relu"}, "fsp": {"pairs": [("conv", "relu")]},
+          "tsne": {"layer": "flatten", "teacher_layer": "flatten", "perplexity": 4.0},
+          "born_again": {"generations": 2}}
+
+
+def net(width: int = 4) -> nn.Module:
+    return nn.Sequential(OrderedDict(
+        conv=nn.Conv2d(1, width, 3, padding=1), relu=nn.ReLU(), flatten=nn.Flatten(),
+        fc=nn.Linear(width * 16, 3),
+    ))
+
+
+def toy(n: int = 48, seed: int = 0) -> Tensors:
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    return Tensors(torch.randn(n, 1, 4, 4, generator=generator) + y.view(-1, 1, 1, 1).float(), y)
+
+
+def same(a: nn.Module, b: nn.Module) -> bool:
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    return all(torch.equal(p, q) for p, q in pairs)
+
+
+def test_every_consumer_reads_the_registry():
+    assert METHODS == tuple(name for name, m in registry.METHODS.items() if m.teacher)
+    assert compare.METHODS == (compare.ALONE, *(m.label for m in registry.METHODS.values()))
+    for name, method in registry.METHODS.items():
+        assert knobs_of(name) == {**registry.TRAINING_KNOBS, **method.knobs}
+        assert method.stages and method.paper and method.label
+    parser = cli_distill.add_parser(__import__("argparse").ArgumentParser().add_subparsers())
+    choices = next(a.choices for a in parser._actions if a.dest == "method")
+    assert set(choices) <= set(METHODS)
+
+
+def test_hintons_temperature_and_weight_are_one_pair_of_defaults():
+    defaults = {name: (m.knobs.get("temperature"), m.knobs.get("alpha")) for name, m in registry.METHODS.items()}
+    hinton = (registry.HINTON_TEMPERATURE, registry.HINTON_ALPHA)
+    assert defaults["hinton"] == defaults["fitnets"] == hinton
+    setting = compare.Setting.__dataclass_fields__
+    assert (setting["temperature"].default, setting["alpha"].default) == defaults["hinton"]
+
+
+@pytest.mark.parametrize("method", [*METHODS])
+def test_each_method_gives_one_result_with_and_without_the_cache(method):
+    torch.manual_seed(1)
+    teacher = net(width=4)
+    knobs = {**FIT, **LAYERS.get(method, {})}
+    plain, history = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=2, **knobs)
+    cold, _ = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=2, cache=True, **knobs)
+    warm, again = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=2, cache=True, **knobs)
+    assert same(plain, cold) and same(cold, warm)
+    assert again.last("test_error") == history.last("test_error")
+    other, _ = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=3, cache=True, **knobs)
+    assert not same(other, warm)
+
+
+def test_mutual_runs_through_the_registry_with_and_without_the_cache():
+    plain, _ = kdlab.mutual([net, net], toy(), toy(seed=1), seed=2, **FIT)
+    cold, _ = kdlab.mutual([net, net], toy(), toy(seed=1), seed=2, cache=True, **FIT)
+    warm, _ = kdlab.mutual([net, net], toy(), toy(seed=1), seed=2, cache=True, **FIT)
+    assert all(same(a, b) and same(b, c) for a, b, c in zip(plain, cold, warm, strict=True))
+
+
+def test_an_unknown_method_lists_the_registry():
+    with pytest.raises(ValueError, match="method must be one of"):
+        registry.method("dkd")
