@@ -50,7 +50,8 @@ def test_every_consumer_reads_the_registry():
 
 
 def test_hintons_temperature_and_weight_are_one_pair_of_defaults():
-    defaults = {name: (m.knobs.get("temperature"), m.knobs.get("alpha")) for name, m in registry.METHODS.items()}
+    defaults = {name: (m.knobs.get("temperature"), m.knobs.get("alpha"))
+                for name, m in registry.METHODS.items()}
     hinton = (registry.HINTON_TEMPERATURE, registry.HINTON_ALPHA)
     assert defaults["hinton"] == defaults["fitnets"] == hinton
     setting = compare.Setting.__dataclass_fields__
