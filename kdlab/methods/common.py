@@ -49,10 +49,12 @@ def as_factory(model: ModelOrFactory, role: str = "student") -> Callable[[], nn.
 @dataclass
 class Plan(Generic[M]):
     """What a :func:`recipe` trains: ``build()`` makes the untrained model (called after seeding),
-    ``run(model)`` trains it in place and returns its History (or one per stage)."""
+    ``run(model)`` trains it in place and returns its History (or one per stage); ``finish(model,
+    result)``, if given, makes the recipe's return value of them (trained or loaded alike)."""
 
     build: Callable[[], M]
     run: Callable[[M], Result]
+    finish: Callable[[M, Result], Any] | None = None
 
 
 def _keyed_arguments(
@@ -80,8 +82,9 @@ def _argument(bound: inspect.BoundArguments, name: str, default: Any = None) -> 
 
 def recipe(
     name: str, *, factories: Sequence[str] = (), not_keyed: Sequence[str] = ()
-) -> Callable[[Callable[..., Plan]], Callable[..., tuple[nn.Module, Result]]]:
-    """Turn ``plan_of(...) -> Plan`` into a recipe ``(...) -> (trained model, History)``.
+) -> Callable[[Callable[..., Plan]], Callable[..., Any]]:
+    """Turn ``plan_of(...) -> Plan`` into a recipe ``(...) -> (trained model, History)`` (or what
+    the plan's ``finish`` makes of them).
 
     The decorated function must take ``seed`` and ``cache``. ``factories`` names its arguments
     that build models (keyed by what they build); ``not_keyed`` names further arguments that do
@@ -90,14 +93,14 @@ def recipe(
     """
     left_out = (*NOT_KEYED, *factories, *not_keyed)
 
-    def decorate(plan_of: Callable[..., Plan]) -> Callable[..., tuple[nn.Module, Result]]:
+    def decorate(plan_of: Callable[..., Plan]) -> Callable[..., Any]:
         signature = inspect.signature(plan_of)
         missing = [p for p in ("seed", "cache") if p not in signature.parameters]
         if missing:
             raise TypeError(f"recipe {plan_of.__qualname__} must take {missing}")
 
         @functools.wraps(plan_of)
-        def call(*args: Any, **kwargs: Any) -> tuple[nn.Module, Result]:
+        def call(*args: Any, **kwargs: Any) -> Any:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             plan = plan_of(*args, **kwargs)
@@ -107,12 +110,14 @@ def recipe(
                 runtime.seed_everything(seed)
                 return plan.build()
 
-            if not bound.arguments["cache"]:
+            if bound.arguments["cache"]:
+                parts = _keyed_arguments(signature, bound, left_out)
+                model, result = kd_cache.trained(build, plan.run, name, **parts)
+                model.to(runtime.device(_argument(bound, "device")))
+            else:
                 model = build()
-                return model, plan.run(model)
-            parts = _keyed_arguments(signature, bound, left_out)
-            model, history = kd_cache.trained(build, plan.run, name, **parts)
-            return model.to(runtime.device(_argument(bound, "device"))), history
+                result = plan.run(model)
+            return (model, result) if plan.finish is None else plan.finish(model, result)
 
         return call
 

@@ -149,7 +149,7 @@ def hint_objective(hinted: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Te
 
 
 @recipe("fitnets-hint-stage", factories=("student",))
-def _hinted(
+def hint_stage(
     student: ModelOrFactory,
     teacher: nn.Module,
     train: Tensors,
@@ -157,17 +157,33 @@ def _hinted(
     hint: str,
     guided: str,
     epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    regressor: str,
-    device: str | torch.device | None,
-    cache: bool,
-    progress: bool | None,
-    desc: str,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    regressor: str = "conv",
+    device: str | torch.device | None = None,
+    cache: bool = False,
+    progress: bool | None = None,
+    desc: str = "hint stage",
 ) -> Plan:
+    """FitNets' stage 1: train the student up to ``guided`` and the regressor on the hint loss.
+
+    Seeds with ``seed`` and builds the student (a factory, so its initial weights are those of a
+    student trained from scratch with the same seed, or a module whose copy starts from its
+    weights) and the regressor (:func:`make_regressor`); Adam (``lr``) runs over the regressor and
+    :func:`guided_parameters` only, for ``epochs`` epochs of :func:`hint_objective` against the
+    teacher's cached hints. The layers above ``guided`` keep their initial weights. With
+    ``cache``, trained once per key (:func:`kdlab.methods.common.recipe`).
+
+    Returns the whole student (trained below the guided layer), the regressor and the History
+    (the epoch mean of the hint loss, ``loss``).
+    """
+    _checks.choice("regressor", regressor, REGRESSORS)
+    _checks.at_least("epochs", epochs, 1)
     where = runtime.device(device)
     make = as_factory(student)
+    teacher = teacher.to(where)
+    features.check_layers(teacher, hint, "hint layer")
     x = train.x.to(where)
     teacher_hint = hint_features(teacher, x, hint)
 
@@ -186,49 +202,11 @@ def _hinted(
             device=where, progress=progress, desc=desc,
         )
 
-    return Plan(build, run)
+    def finish(hinted: Hinted, history: History) -> tuple[nn.Module, nn.Module, History]:
+        hinted.to(where)
+        return hinted.student, hinted.regressor, history
 
-
-def hint_stage(
-    student: ModelOrFactory,
-    teacher: nn.Module,
-    train: Tensors,
-    *,
-    hint: str,
-    guided: str,
-    epochs: int,
-    lr: float = 1e-3,
-    batch_size: int = 128,
-    seed: int = 0,
-    regressor: str = "conv",
-    device: str | torch.device | None = None,
-    cache: bool = False,
-    progress: bool | None = None,
-    desc: str = "hint stage",
-) -> tuple[nn.Module, nn.Module, History]:
-    """FitNets' stage 1: train the student up to ``guided`` and the regressor on the hint loss.
-
-    Seeds with ``seed`` and builds the student (a factory, so its initial weights are those of a
-    student trained from scratch with the same seed, or a module whose copy starts from its
-    weights) and the regressor (:func:`make_regressor`); Adam (``lr``) runs over the regressor and
-    :func:`guided_parameters` only, for ``epochs`` epochs of :func:`hint_objective` against the
-    teacher's cached hints. The layers above ``guided`` keep their initial weights. With
-    ``cache``, trained once per key (:func:`kdlab.methods.common.recipe`).
-
-    Returns the whole student (trained below the guided layer), the regressor and the History
-    (the epoch mean of the hint loss, ``loss``).
-    """
-    _checks.choice("regressor", regressor, REGRESSORS)
-    _checks.at_least("epochs", epochs, 1)
-    where = runtime.device(device)
-    teacher = teacher.to(where)
-    features.check_layers(teacher, hint, "hint layer")
-    hinted, history = _hinted(
-        student, teacher, train, hint=hint, guided=guided, epochs=epochs, lr=lr, batch_size=batch_size,
-        seed=seed, regressor=regressor, device=device, cache=cache, progress=progress, desc=desc,
-    )
-    hinted.to(where)
-    return hinted.student, hinted.regressor, history
+    return Plan(build, run, finish)
 
 
 def annealed_alpha(alpha: float, step: int, total_steps: int) -> float:

@@ -128,21 +128,34 @@ def pretrain(
 
 
 @recipe("hint+dml", factories=("students",))
-def _cohort(
+def train(
     students: Sequence[ModelOrFactory],
     teacher: nn.Module,
     train: Tensors,
     *,
     stage_epochs: int,
-    stage_lr: float,
-    seed: int,
-    batch_size: int,
-    device: str | torch.device | None,
-    progress: bool | None,
-    cache: bool,
+    stage_lr: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    cache: bool = False,
     **mutual_knobs: Any,
 ) -> Plan:
+    """Seed 004's hint-pretrained mutual learning: seed with ``seed``, build one student per
+    factory (each from its own random start, the same starts as :func:`kdlab.methods.mutual.train`
+    with this seed; a module starts from a copy of its weights), pre-train each up to its ``H``
+    point against the teacher's ``G`` point for ``stage_epochs`` at ``stage_lr``, then train the
+    cohort with :func:`kdlab.methods.mutual.fit_cohort` (``mutual_knobs``: ``epochs``, ``test``,
+    ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4, betas (0.5, 0.99)). Returns the cohort,
+    its history and the hint stage's histories; with ``cache=True`` all three are trained once per
+    key (:func:`kdlab.methods.common.recipe`)."""
+    students = list(students)
+    if len(students) < 2:
+        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(students)}")
+    _checks.at_least("stage_epochs", stage_epochs, 1)
     where = runtime.device(device)
+    teacher.to(where)
     factories = [as_factory(s, f"students[{k}]") for k, s in enumerate(students)]
 
     def build() -> nn.ModuleList:
@@ -163,38 +176,7 @@ def _cohort(
         )
         return [history, *hints]
 
-    return Plan(build, run)
+    def finish(cohort: nn.ModuleList, stages: list[History]) -> tuple[nn.ModuleList, History, list[History]]:
+        return cohort, stages[0], stages[1:]
 
-
-def train(
-    students: Sequence[ModelOrFactory],
-    teacher: nn.Module,
-    train: Tensors,
-    *,
-    stage_epochs: int,
-    stage_lr: float = 1e-3,
-    seed: int = 0,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    progress: bool | None = None,
-    cache: bool = False,
-    **mutual_knobs: Any,
-) -> tuple[nn.ModuleList, History, list[History]]:
-    """Seed 004's hint-pretrained mutual learning: seed with ``seed``, build one student per
-    factory (each from its own random start, the same starts as :func:`kdlab.methods.mutual.train`
-    with this seed; a module starts from a copy of its weights), pre-train each up to its ``H``
-    point against the teacher's ``G`` point for ``stage_epochs`` at ``stage_lr``, then train the
-    cohort with :func:`kdlab.methods.mutual.fit_cohort` (``mutual_knobs``: ``epochs``, ``test``,
-    ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4, betas (0.5, 0.99)). Returns the cohort,
-    its history and the hint stage's histories; with ``cache=True`` all three are trained once per
-    key (:func:`kdlab.methods.common.recipe`)."""
-    students = list(students)
-    if len(students) < 2:
-        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(students)}")
-    _checks.at_least("stage_epochs", stage_epochs, 1)
-    teacher.to(runtime.device(device))
-    cohort, (history, *hints) = _cohort(
-        students, teacher, train, stage_epochs=stage_epochs, stage_lr=stage_lr, seed=seed,
-        batch_size=batch_size, device=device, progress=progress, cache=cache, **mutual_knobs,
-    )
-    return cohort, history, hints
+    return Plan(build, run, finish)
