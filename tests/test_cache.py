@@ -297,7 +297,8 @@ def test_an_objective_that_counts_its_steps_is_keyed_as_it_was_before_training(m
     split = data.load("digits")
     train = Tensors(split.train.x[:100], split.train.y[:100])
     logits = torch.randn(100, 10)
-    knobs = dict(temperature=4.0, alpha=0.9, epochs=1, batch_size=50, device="cpu", progress=False, cache=True)
+    knobs = dict(temperature=4.0, alpha=0.9, epochs=1, batch_size=50, device="cpu", progress=False,
+                 cache=True)
     first, _ = fitnets.distill(_linear, train, logits, **knobs)  # annealed: its objective counts steps
     monkeypatch.setattr(common.train, "fit", lambda *a, **k: pytest.fail("trained again"))
     again, _ = fitnets.distill(_linear, train, logits, **knobs)
