@@ -1,10 +1,10 @@
-"""The common-setting comparison (kdlab.book.compare): the gap fraction, the Pareto front, the claims
-table, the chapters' points, and one tiny end-to-end run on scikit-learn's digits."""
+"""The common-setting comparison (kdlab.book.compare): the gap fraction, the Pareto front, the chapters'
+saved claims and points, and one tiny end-to-end run on scikit-learn's digits. The claim catalogue and
+its verdict rule are tested in test_claims.py."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import random
 
@@ -114,55 +114,16 @@ def test_summary_needs_the_student_alone():
 # --- claims ------------------------------------------------------------------------------------
 
 
-def test_every_seed_claim_names_a_known_chapter_or_says_why_none_checks_it():
-    assert len(claims.SEED_CLAIMS) >= 25
-    for claim in claims.SEED_CLAIMS:
-        assert claim["claim"] and claim["source"] and claim["paper"]
-        if claim["chapter"] is None:
-            assert claim["why"]
-        else:
-            assert claim["chapter"] in claims.CHAPTERS
-    json.dumps(claims.SEED_CLAIMS)  # JSON-able, so a chapter can save it with results.save
-    sources = " ".join(c["source"] for c in claims.SEED_CLAIMS)
-    for seed in ("000", "001", "002", "003", "004"):
-        assert f"seed {seed}" in sources
-
-
-def test_gather_claims_uses_saved_claims_and_falls_back_on_the_seed_list(tmp_path):
-    saved = results.claim("KD helps", "Hinton et al. 2015", "146 -> 74", "150 ± 3 -> 120 ± 2 (n=2)", "held")
-    results.save("soft_targets", {"profile": "smoke"}, {"claims": [saved]})
-    results.save("fitnets", {"profile": "smoke"}, {"errors": {"a": [1]}})
-    records = claims.load_records(["soft_targets", "fitnets", "fsp"], "smoke")
+def test_load_records_reads_each_chapters_saved_claims_and_none_where_it_has_not_run(capsys):
+    checked = []
+    claims.check("hinton.mnist_table", [120, 125], [150, 152], into=checked)
+    results.save("soft_targets", {"profile": "smoke"}, {"claims": checked})
+    records = claims.load_records(["soft_targets", "fsp"], "smoke")
     assert records["fsp"] is None
-    rows = claims.gather_claims(records)
-    by_chapter = {}
-    for row in rows:
-        by_chapter.setdefault(row["chapter"], []).append(row)
-    assert by_chapter["soft_targets"] == [{"chapter": "soft_targets", **saved}]
-    expected_fitnets = [c["claim"] for c in claims.SEED_CLAIMS if c["chapter"] == "fitnets"]
-    assert [r["claim"] for r in by_chapter["fitnets"]] == expected_fitnets
-    assert all(
-        r["verdict"] == "not run at this profile (its results record no claims)"
-        for r in by_chapter["fitnets"]
-    )
-    assert all(r["verdict"] == "not run at this profile (no saved results)" for r in by_chapter["fsp"])
-    # The seed claims of the chapters not asked for, and of no chapter, close the list.
-    elsewhere = [c for c in claims.SEED_CLAIMS if c["chapter"] not in ("soft_targets", "fitnets", "fsp")]
-    assert [r["claim"] for r in by_chapter["-"]] == [c["claim"] for c in elsewhere]
-    assert len(rows) == 1 + len(expected_fitnets) + len(by_chapter["fsp"]) + len(elsewhere)
-
-
-def test_gather_claims_reads_the_older_kdlab_key_as_ours():
-    record = {"results": {"claims": [{"claim": "c", "kdlab": "12 ± 1", "verdict": "held"}]}}
-    (row,) = claims.gather_claims({"soft_targets": record}, seed_claims=[])
-    assert row == {
-        "chapter": "soft_targets",
-        "claim": "c",
-        "source": "-",
-        "paper": "-",
-        "ours": "12 ± 1",
-        "verdict": "held",
-    }
+    assert records["soft_targets"]["results"]["claims"] == checked
+    rows = claims.join(records)
+    (row,) = [r for r in rows if r["id"] == "hinton.mnist_table"]
+    assert (row["chapter"], row["verdict"]) == ("soft_targets", checked[0]["verdict"])
 
 
 def test_load_records_names_an_unreadable_file(tmp_path, monkeypatch):

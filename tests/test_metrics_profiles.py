@@ -1,10 +1,14 @@
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from kdlab import metrics
 from kdlab.book import profiles, results
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_error_count_accuracy_and_agreement():
@@ -38,37 +42,118 @@ def test_mean_std_and_formatting():
         metrics.mean_std([])
 
 
-def test_resolve_applies_overrides_over_the_profile():
-    table = {
-        "smoke": {"epochs": 1, "lr": 0.1},
-        "default": {"epochs": 5, "lr": 0.1},
-        "full": {"epochs": 9, "lr": 0.1},
-    }
-    cfg = profiles.resolve("default", table, epochs=None, lr=0.5)
+TABLE = {
+    "smoke": {"epochs": 1, "lr": 0.1},
+    "default": {"epochs": 5, "lr": 0.1},
+    "full": {"epochs": 9, "lr": 0.1},
+}
+
+
+def test_resolve_reads_the_tables_knobs_from_the_parameters_mapping():
+    parameters = {"epochs": None, "lr": 0.5, "profile": "default", "unrelated": 3}  # like globals()
+    cfg = profiles.resolve("default", TABLE, parameters)
     assert cfg == {"profile": "default", "epochs": 5, "lr": 0.5}
     assert cfg.epochs == 5
+    nothing_given = {"epochs": None, "lr": None}
+    assert profiles.resolve("full", TABLE, nothing_given) == {"profile": "full", "epochs": 9, "lr": 0.1}
+    assert profiles.resolve("smoke", TABLE, epochs=3) == {"profile": "smoke", "epochs": 3, "lr": 0.1}
     valid = r"profile must be one of \['smoke', 'default', 'full'\], got 'huge'"
     with pytest.raises(ValueError, match=valid):
-        profiles.resolve("huge", table)
+        profiles.resolve("huge", TABLE)
     with pytest.raises(ValueError, match="unknown knob 'epoch'"):
-        profiles.resolve("smoke", table, epoch=3)
+        profiles.resolve("smoke", TABLE, epoch=3)
     with pytest.raises(ValueError, match="lacks"):
         profiles.resolve("smoke", {"smoke": {}})
 
 
-def test_results_round_trip_and_verdicts(tmp_path, monkeypatch):
+def test_resolve_rejects_a_knob_the_parameters_cell_does_not_declare():
+    undeclared = r"knob 'lr' of the profile table is not declared in the parameters cell \(add `lr = None`"
+    with pytest.raises(ValueError, match=undeclared):
+        profiles.resolve("smoke", TABLE, {"epochs": None})
+
+
+def test_every_profile_of_a_table_sets_the_same_knobs():
+    odd = {**TABLE, "full": {"epochs": 9, "rate": 0.1}}
+    with pytest.raises(ValueError, match=r"profile 'full' lacks \['lr'\] and adds \['rate'\]"):
+        profiles.resolve("smoke", odd, {"epochs": None, "lr": None})
+    with pytest.raises(ValueError, match=r"unknown profile\(s\) \['huge'\]"):
+        profiles.knobs({**TABLE, "huge": {"epochs": 1, "lr": 1}})
+
+
+# --- every chapter: the parameters cell against its profile table ---------------------------------
+
+CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_each_chapters_table_and_parameters_cell_name_the_same_knobs(path):
+    import papermill
+
+    notebook = json.loads(path.read_text())
+    profiles.check_notebook(notebook, path.stem)  # raises, naming the knob, on a mismatch
+    table = profiles.table_knobs(notebook)
+    assert table, f"{path.stem} has no profile table passed to profiles.resolve"
+    # The parameters as papermill reads them (another parser than check_notebook's).
+    declared = papermill.inspect_notebook(str(path))
+    assert set(table) <= set(declared)
+    assert {name for name, p in declared.items() if p["default"] == "None"} - set(table) <= {"device"}
+    assert all(declared[name]["default"] == "None" for name in table)
+    assert declared["profile"]["default"] == '"default"'
+
+
+def _chapter(parameters: str, setup: str) -> dict:
+    cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": parameters}
+    return {"cells": [cell, {"cell_type": "code", "metadata": {}, "source": setup}]}
+
+
+SETUP = """cfg = profiles.resolve(
+    profile,
+    {"smoke": dict(epochs=1, lr=0.1), "default": dict(epochs=5, lr=0.1), "full": dict(epochs=9, lr=0.1)},
+    globals(),
+)"""
+
+
+def test_check_notebook_names_the_knob_on_either_side():
+    fine = 'profile = "default"\nepochs = None\nlr = None  # rate\ndevice = None\n'
+    profiles.check_notebook(_chapter(fine, SETUP))
+    assert profiles.table_knobs(_chapter(fine, SETUP)) == ["epochs", "lr"]
+    in_table_only = 'profile = "default"\nepochs = None\n'
+    with pytest.raises(ValueError, match="knob 'lr' of the profile table is not declared in the parameters"):
+        profiles.check_notebook(_chapter(in_table_only, SETUP))
+    in_cell_only = fine + "seeds = None\n"
+    with pytest.raises(ValueError, match="parameter 'seeds' is declared None in the parameters cell but the "
+                                         "profile table has no knob 'seeds'"):
+        profiles.check_notebook(_chapter(in_cell_only, SETUP))
+    valued = fine.replace("epochs = None", "epochs = 3")
+    with pytest.raises(ValueError, match=r"knob 'epochs' has a value \(3\) in the parameters cell"):
+        profiles.check_notebook(_chapter(valued, SETUP))
+    named_table = "TABLE = " + SETUP.split(",\n    ", 1)[1].rsplit(",\n    globals()", 1)[0]
+    by_name = named_table + "\ncfg = profiles.resolve(profile, TABLE, globals())"
+    assert profiles.table_knobs(_chapter(fine, by_name)) == ["epochs", "lr"]
+    odd = SETUP.replace('"full": dict(epochs=9, lr=0.1)', '"full": dict(epochs=9)')
+    with pytest.raises(ValueError, match=r"profile 'full' lacks \['lr'\]"):
+        profiles.check_notebook(_chapter(fine, odd))
+
+
+def test_kdlab_run_refuses_a_chapter_whose_table_and_parameters_differ(tmp_path):
+    from kdlab.book import runner
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/odd\n")
+    notebook = _chapter('profile = "default"\nepochs = None\n', SETUP)
+    notebook.update(metadata={}, nbformat=4, nbformat_minor=5)
+    (tmp_path / "book" / "odd.ipynb").write_text(json.dumps(notebook))
+    with pytest.raises(ValueError, match="chapter 'odd': knob 'lr' of the profile table is not declared"):
+        runner.run_chapter(tmp_path, "odd", "smoke", {}, tmp_path / "out")
+
+
+def test_results_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("KDLAB_RESULTS", str(tmp_path))
     path = results.save("chapter", {"profile": "smoke", "epochs": 1}, {"errors": [1, 2]}, device="cpu")
     record = results.load("chapter", "smoke")
     assert path.exists() and record["results"] == {"errors": [1, 2]} and record["knobs"]["epochs"] == 1
     with pytest.raises(FileNotFoundError, match="kdlab run chapter --profile full"):
         results.load("chapter", "full")
-    assert results.verdict([70, 72], [140, 150]) == "held"
-    assert results.verdict([140, 150], [141, 152]) == "held, within the seed spread"
-    assert results.verdict([150, 160], [140, 150]) == "did not hold"
-    assert results.verdict([70], [140]).startswith("held on one seed")
-    assert results.verdict([70], [140, 150]) == "held"
-    assert results.verdict([170], [140]) == "did not hold"
 
 
 def test_nll_by_hand():

@@ -1,20 +1,47 @@
-"""Every claim of the five source documents, and the claims each chapter checked.
+"""Every claim of the five source documents, one verdict rule, and the claims each chapter checked.
 
-:data:`SEED_CLAIMS` lists each claim with its paper's number and the chapter that checks it;
-:func:`gather_claims` reads the chapters' saved ``results["claims"]`` (:func:`kdlab.book.results.claim`)
-and falls back on this list where a chapter has not run; :func:`chapter_points` gathers the
-(parameters, error) points a chapter saved, for the results chapter's accuracy-vs-cost plot.
+:data:`CLAIMS` is the catalogue: each claim of the sources (and each claim a chapter checks beyond
+them) once, with a short stable id, its text, its source, the paper's figure, the chapter that
+checks it (or why none does) and which way is better. A chapter checks a claim by its id:
+
+>>> checked = []
+>>> claims.check("hinton.mnist_table", distilled_errors, alone_errors, into=checked)  # doctest: +SKIP
+
+:func:`check` looks the id up, computes the :func:`verdict`, prints one line and appends a record
+(a dict carrying the id) to ``checked``, which the chapter saves as ``results["claims"]``.
+:func:`judge` records a claim decided without numbers to pair (an exact count, a property), and
+:func:`not_run` one that this run could not check, with the reason. The results chapter reads the
+chapters' saved records (:func:`load_records`), joins them with the catalogue by id (:func:`join`)
+and lists every claim that no chapter checked. :func:`chapter_points` gathers the (parameters,
+error) points a chapter saved, for the results chapter's accuracy-against-cost plot.
+
+The verdict rule (:func:`verdict`), the same for every claim: the differences ours - baseline,
+paired over seeds (the same seed's method and baseline), their mean and its 95 % Student-t
+interval; "held" when the interval excludes 0 in the paper's direction, "contradicted" when it
+excludes 0 the other way, "not decided at this scale" otherwise (one seed included).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdlab import _checks
 from kdlab.book import results as kd_results
+from kdlab.book.catalogue import CLAIMS, DIRECTIONS, Claim, claim
 
+HELD, CONTRADICTED, NOT_DECIDED = "held", "contradicted", "not decided at this scale"
+NOT_RUN = "not run"
+VERDICTS = (HELD, CONTRADICTED, NOT_DECIDED)
+LEVEL = 0.95
+
+# The chapters that check claims and save them, in the table of contents' order (the results
+# chapter reads their JSON; it checks some claims itself, on its common setting).
 CHAPTERS = (
     "soft_targets",
     "born_again",
@@ -23,250 +50,237 @@ CHAPTERS = (
     "tsne_regularizer",
     "mutual_learning",
     "hint_mutual",
+    "your_own_model",
 )
 
 
-_S000, _S001 = "Qiao, tsneNet (seed 000)", "He, teacher-student report (seed 001)"
-_S002, _S004 = "Keras notebook after Hinton et al. 2015 (seed 002)", "seed 004's experiment (DML blog)"
-_HINTON, _BA = "Hinton et al. 2015 (seed 003)", "Ba & Caruana 2014 (seed 003)"
-_BREIMAN = "Breiman & Shang 1996 (seed 003)"
-_BAN, _BUCILA = "Furlanello et al. 2018 (seed 003)", "Bucila, Caruana et al. 2006 (seed 003)"
-_ROMERO, _YIM = "Romero et al. 2015 (seed 003)", "Yim et al. 2017 (seed 003)"
-_NO_CIFAR_CAFFE = "no chapter trains seed 001's Caffe CIFAR-10 nets"
+# --- the verdict rule -----------------------------------------------------------------------------
 
-# Every claim of the five source documents (seeds/): (claim, source, the paper's number, the chapter
-# that checks it, and why none does where the chapter is None).
-_SEED_CLAIMS = [
-    (
-        "the t-SNE regularizer (beta = 0.1, alpha = inf) halves the student-teacher error gap",
-        _S000,
-        "gap 1.4 % -> 0.7 % (50 % closed)",
-        "tsne_regularizer",
-        "",
-    ),
-    (
-        "beta in 0.05 .. 0.5 works; beta = 0.02 helps too little, larger beta overwhelms training",
-        _S000,
-        "good for 0.05 <= beta <= 0.5",
-        "tsne_regularizer",
-        "",
-    ),
-    (
-        "a higher Student-t alpha is always better; alpha = inf (Gaussian Q) is best",
-        _S000,
-        "alpha = +inf optimal",
-        "tsne_regularizer",
-        "",
-    ),
-    (
-        "with P cached, the regularizer only adds Q and a KL divergence to a step",
-        _S000,
-        "'minimal computational cost'",
-        "tsne_regularizer",
-        "",
-    ),
-    ("the 32-64-512 teacher reaches 99.0 % test accuracy on MNIST", _S000, "99.0 %", "tsne_regularizer", ""),
-    (
-        "on MNIST, accuracy falls as the weight lambda of the teacher loss rises; lambda = 0 is best",
-        _S001,
-        "lambda = 0 best, lambda = 1 worst",
-        "soft_targets",
-        "",
-    ),
-    (
-        "the teacher-student cross-entropy barely decreases (stays near 80 % of its maximum)",
-        _S001,
-        "~80 % (a normal loss: ~10 %)",
-        "soft_targets",
-        "",
-    ),
-    (
-        "on CIFAR-10 a small lambda (0.05, 0.1) beats normal training",
-        _S001,
-        "lambda 0.05 and 0.1 above lambda = 0",
-        None,
-        _NO_CIFAR_CAFFE,
-    ),
-    (
-        "the CIFAR-10 'mini' student plateaus at 78 % alone and 77 % taught (lambda = 0.1)",
-        _S001,
-        "78 % vs 77 %; full net 80-81 %",
-        None,
-        _NO_CIFAR_CAFFE,
-    ),
-    (
-        "the taught CIFAR-10 student leads early, then the one trained alone overtakes it",
-        _S001,
-        "ahead for 20,000 iterations, then 77 % vs 78 %",
-        None,
-        _NO_CIFAR_CAFFE,
-    ),
-    (
-        "model blending: a student of another family (a CNN) can beat its LSTM teacher (Geras 2016)",
-        _S001,
-        "no number",
-        None,
-        "no chapter distils across model families on sequence data",
-    ),
-    (
-        "a teacher can label new data: its soft labels carry more than hard labels",
-        _S001,
-        "no number",
-        "soft_targets",
-        "",
-    ),
-    (
-        "a noisy teacher (80 % on CIFAR-10) may cause the taught student's plateau",
-        _S001,
-        "no number",
-        "soft_targets",
-        "",
-    ),
-    (
-        "temperature changes a teacher's calibration, never its ranking of the classes",
-        _S001,
-        "no number",
-        "soft_targets",
-        "",
-    ),
-    (
-        "dropout 0.5 and a max-norm constraint help the cumbersome model make fewer errors",
-        _S002,
-        "no number (experiment unfinished)",
-        "soft_targets",
-        "",
-    ),
-    (
-        "distillation brings the small MNIST net close to the cumbersome one",
-        _HINTON,
-        "67 / 146 / 74 errors (teacher / small / small with KD)",
-        "soft_targets",
-        "",
-    ),
-    (
-        "a shallow net regressing a deep net's logits (L2) beats one trained on labels",
-        _BA,
-        "CIFAR-10: 21.8 % -> 15.1 % error (teacher 12.0 %)",
-        "soft_targets",
-        "",
-    ),
-    (
-        "mimicking an ensemble beats mimicking a single teacher",
-        _BA,
-        "CIFAR-10: 15.1 % -> 14.2 % error",
-        "soft_targets",
-        "",
-    ),
-    (
-        "a born-again tree (CART on smeared data labelled by an ensemble) beats CART",
-        _BREIMAN,
-        "breast cancer: 3.9 % vs 5.9 % error",
-        "born_again",
-        "",
-    ),
-    (
-        "born-again trees on ionosphere, glass, soybean and sonar",
-        _BREIMAN,
-        "6.1 vs 11.2, 28.2 vs 30.4, 8.4 vs 8.6, 25.1 vs 32.1 % error",
-        None,
-        "only the breast-cancer table ships with scikit-learn, and nothing may be downloaded",
-    ),
-    (
-        "a born-again network (BAN-1) beats its identical teacher",
-        _BAN,
-        "CIFAR-100, DenseNet-112-33: 18.25 -> 17.61 % error",
-        "born_again",
-        "",
-    ),
-    (
-        "ensembles of born-again generations (Ens*k) beat every single generation",
-        _BAN,
-        "CIFAR-100: Ens*2 15.77 %, Ens*3 15.68 %",
-        "born_again",
-        "",
-    ),
-    (
-        "a small net trained on MUNGE data labelled by an ensemble keeps its accuracy",
-        _BUCILA,
-        "no table number (mean over eight problems)",
-        "born_again",
-        "",
-    ),
-    (
-        "a thin deep FitNet beats its wider teacher with fewer parameters",
-        _ROMERO,
-        "CIFAR-10: 91.61 % (2.5 M) vs 90.18 % (9 M); CIFAR-100: 64.96 vs 63.54 %",
-        "fitnets",
-        "",
-    ),
-    (
-        "a convolutional regressor needs fewer parameters than a fully connected one",
-        _ROMERO,
-        "no number",
-        "fitnets",
-        "",
-    ),
-    (
-        "the deeper the guided layer, the more a FitNet is over-regularised",
-        _ROMERO,
-        "no number",
-        "fitnets",
-        "",
-    ),
-    (
-        "FSP pre-training beats the student alone and FitNets (CIFAR-10, ResNet-8 from ResNet-26)",
-        _YIM,
-        "88.70 vs 87.91 (alone), 88.57 (FitNet) % accuracy",
-        "fsp",
-        "",
-    ),
-    (
-        "FSP pre-training beats the student alone and FitNets (CIFAR-100, ResNet-14 from ResNet-32)",
-        _YIM,
-        "63.33 vs 58.65 (alone), 61.28 (FitNet) % accuracy",
-        "fsp",
-        "",
-    ),
-    ("FSP optimises fast: a third of the teacher's training steps", _YIM, "1/3 of the steps", "fsp", ""),
-    (
-        "the bulkier VGG-style teacher generalises better than the thin-deep student alone",
-        _S004,
-        "CIFAR-10: 74 % vs 67 % accuracy",
-        "mutual_learning",
-        "",
-    ),
-    (
-        "a cohort of two students trained by mutual learning beats each student alone",
-        _S004,
-        "CIFAR-10: 67 % alone -> 74.17 % and 73 %",
-        "mutual_learning",
-        "",
-    ),
-    (
-        "hint pre-training (10 epochs) then mutual learning beats plain mutual learning",
-        _S004,
-        "CIFAR-10: 76.7 % and 77.03 % vs 74.17 % and 73 %",
-        "hint_mutual",
-        "",
-    ),
-    (
-        "hint pre-training gives a faster rise of accuracy at the start",
-        _S004,
-        "no number (curves)",
-        "hint_mutual",
-        "",
-    ),
-    (
-        "the VGG-style teacher and the thin-deep student have 2,440,394 and 1,497,434 parameters",
-        _S004,
-        "2,440,394 / 1,497,434 ('a reduction 63 %'; the counts give 38.6 %)",
-        "hint_mutual",
-        "",
-    ),
-]
-SEED_CLAIMS: tuple[dict[str, Any], ...] = tuple(
-    {"claim": c, "source": s, "paper": p, "chapter": ch, "why": w} for c, s, p, ch, w in _SEED_CLAIMS
-)
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the rule says of ours - baseline: the mean difference, its interval ``[low, high]``
+    (``nan`` where there is none), ``n`` differences, the ``verdict`` (one of :data:`VERDICTS`) and
+    its ``reason``. ``kind``: ``"paired"`` (seed by seed), ``"against a fixed number"`` (one side
+    is one number) or ``"judged"`` (decided without numbers to pair, :func:`judge`)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    verdict: str
+    reason: str
+    kind: str = "paired"
+    better: str = "lower"
+    level: float = LEVEL
+
+    def text(self) -> str:
+        """One line: ``"difference -27.5, 95 % interval [-40.1, -14.9] (n=3, paired): held"``."""
+        if self.kind == "judged":
+            return f"{self.verdict} (judged without an interval: {self.reason})"
+        if math.isnan(self.low):
+            return f"difference {_numbers(self.mean)[0]} ({self.reason}, no interval): {self.verdict}"
+        mean, low, high = _numbers(self.mean, self.low, self.high)
+        return (
+            f"difference {mean}, {100 * self.level:g} % interval [{low}, {high}] (n={self.n}, {self.kind}): "
+            f"{self.verdict}"
+        )
+
+
+def _numbers(*values: float) -> list[str]:
+    """The numbers with a sign, all to the decimals that the largest of them needs."""
+    largest = max(abs(v) for v in values)
+    if largest >= 100:
+        decimals = 0
+    elif largest >= 10:
+        decimals = 1
+    elif largest >= 1 or largest == 0:
+        decimals = 2
+    else:
+        decimals = min(6, 2 - math.floor(math.log10(largest)))
+    return [f"{v:+.{decimals}f}" for v in values]
+
+
+def _values(name: str, values: Any) -> list[float] | None:
+    """``values`` as a list of finite floats, or ``None`` for a single number (checked finite)."""
+    if isinstance(values, bool):
+        raise TypeError(f"{name} must be numbers, got the bool {values} (a yes-or-no claim: use judge())")
+    if isinstance(values, numbers.Real) or getattr(values, "ndim", None) == 0:  # 0-d arrays too
+        if not math.isfinite(float(values)):
+            raise ValueError(f"{name} must be finite, got {values}")
+        return None
+    found = [float(v) for v in values]
+    if not found:
+        raise ValueError(f"{name} must hold at least one number, got none")
+    bad = [v for v in found if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{name} must be finite numbers, got {bad[0]} in {found}")
+    return found
+
+
+def differences(ours: Any, baseline: Any) -> tuple[list[float], str]:
+    """The differences ours - baseline, and their kind: ``"paired"`` when both are sequences (of one
+    length: the same seed's method and baseline, index by index), ``"against a fixed number"`` when
+    one side is a single number (the paper's threshold, the one teacher's errors)."""
+    mine, theirs = _values("ours", ours), _values("baseline", baseline)
+    if mine is not None and theirs is not None:
+        if len(mine) != len(theirs):
+            raise ValueError(
+                f"ours and baseline must pair seed by seed, got {len(mine)} and {len(theirs)} values; "
+                "give a single number (not a list) for a fixed baseline"
+            )
+        return [a - b for a, b in zip(mine, theirs, strict=True)], "paired"
+    if mine is None and theirs is None:
+        return [float(ours) - float(baseline)], "paired"
+    if theirs is None:
+        return [a - float(baseline) for a in mine], "against a fixed number"
+    return [float(ours) - b for b in theirs], "against a fixed number"
+
+
+def verdict(ours: Any, baseline: Any, better: str = "lower", level: float = LEVEL) -> Verdict:
+    """The book's one verdict rule on ours - baseline (see :func:`differences`).
+
+    The mean difference and its Student-t interval at ``level``, mean ± t(1 - (1 - level) / 2, n - 1)
+    sd / sqrt(n) with the sample sd; ``"held"`` when the interval excludes 0 on the ``better`` side
+    (below 0 for ``"lower"``), ``"contradicted"`` when it excludes 0 on the other side, ``"not
+    decided at this scale"`` when it contains 0. One difference has no interval: not decided, "one
+    seed". Equal differences (sd 0) make the interval the point itself, which decides unless it is 0.
+    """
+    _checks.choice("better", better, DIRECTIONS)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    found, kind = differences(ours, baseline)
+    n = len(found)
+    mean = sum(found) / n
+    if n < 2:
+        return Verdict(mean, math.nan, math.nan, n, NOT_DECIDED, "one seed", kind, better, level)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in found) / (n - 1))
+    from scipy import stats
+
+    half = float(stats.t.ppf(1 - (1 - level) / 2, n - 1)) * sd / math.sqrt(n)
+    low, high = mean - half, mean + half
+    same = " (every difference is the same: the interval is the point)" if sd == 0 else ""
+    if high < 0 or low > 0:
+        side = "below" if high < 0 else "above"
+        outcome = HELD if side == ("below" if better == "lower" else "above") else CONTRADICTED
+        reason = f"the {100 * level:g} % interval lies {side} 0{same}"
+        return Verdict(mean, low, high, n, outcome, reason, kind, better, level)
+    reason = f"the {100 * level:g} % interval contains 0{same}"
+    return Verdict(mean, low, high, n, NOT_DECIDED, reason, kind, better, level)
+
+
+# --- checking a claim in a chapter ---------------------------------------------------------------
+
+
+def _spread(values: Any, digits: int) -> str:
+    found = _values("values", values)
+    if found is None:
+        return f"{float(values):.{digits}f}"
+    mean = sum(found) / len(found)
+    if len(found) == 1:
+        return f"{mean:.{digits}f} (n=1)"
+    sd = math.sqrt(sum((v - mean) ** 2 for v in found) / (len(found) - 1))
+    return f"{mean:.{digits}f} ± {sd:.{digits}f} (n={len(found)})"
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _record(found: Claim, setting: str, ours: str, measure: str, result: Verdict | None,
+            reason: str = "") -> dict[str, Any]:
+    """What a chapter saves of one checked claim (JSON: ``None`` where a number is missing)."""
+    return {
+        "id": found.id,
+        "claim": found.claim,
+        "source": found.cite(),
+        "paper": found.paper,
+        "setting": setting,
+        "ours": ours,
+        "measure": measure,
+        "better": result.better if result else found.better,
+        "verdict": result.verdict if result else NOT_RUN,
+        "reason": result.reason if result else reason,
+        "kind": result.kind if result else NOT_RUN,
+        "difference": _json_number(result.mean) if result else None,
+        "low": _json_number(result.low) if result else None,
+        "high": _json_number(result.high) if result else None,
+        "n": result.n if result else 0,
+    }
+
+
+def _line(found: Claim, setting: str, ours: str, tail: str) -> str:
+    where = f" ({setting})" if setting else ""
+    return f"[{found.id}] {found.claim}{where} | paper: {found.paper} | ours: {ours}; {tail}"
+
+
+def check(
+    claim_id: str,
+    ours: Any,
+    baseline: Any,
+    *,
+    into: list[dict[str, Any]],
+    better: str | None = None,
+    measure: str | None = None,
+    setting: str = "",
+    digits: int = 1,
+) -> Verdict:
+    """Check the catalogue's claim ``claim_id`` on our numbers: print one line, record it, return it.
+
+    ``ours``: the numbers of what the claim favours (one per seed, or one number); ``baseline``:
+    what it beats (one per seed, paired index by index with ``ours``, or one number: the teacher's
+    errors, the paper's threshold). The :func:`verdict` uses the claim's direction; ``better`` and
+    ``measure`` override it for a chapter that measures the other way (test errors where the paper
+    gives accuracy). ``setting`` says where, for a claim checked on more than one (``"common
+    setting"``). The line printed: the claim, the paper's figure, ours with its spread, the
+    difference with its interval, the verdict. The record appended to ``into`` (which the chapter
+    saves as ``results["claims"]``) carries the claim's id.
+    """
+    found = claim(claim_id)
+    result = verdict(ours, baseline, better or found.better)
+    unit = measure or found.measure
+    shown = f"{_spread(ours, digits)} vs {_spread(baseline, digits)} {unit}"
+    into.append(_record(found, setting, shown, unit, result))
+    print(_line(found, setting, shown, result.text()))
+    return result
+
+
+def judge(
+    claim_id: str,
+    held: bool,
+    ours: str,
+    reason: str,
+    *,
+    into: list[dict[str, Any]],
+    setting: str = "",
+    varies: bool = False,
+) -> Verdict:
+    """Record a claim decided without numbers to pair (an exact count, a property that holds or not):
+    ``"held"`` when ``held``, else ``"contradicted"``, labelled "judged" with the stated ``reason``
+    (what was compared, and why no interval). ``varies``: the judgment rests on a measurement that
+    changes from run to run (a timing), so the results chapter prints it where nbval compares
+    nothing."""
+    found = claim(claim_id)
+    if not reason:
+        raise ValueError("reason must say how the claim was judged, got an empty string")
+    outcome = HELD if held else CONTRADICTED
+    result = Verdict(math.nan, math.nan, math.nan, 0, outcome, reason, "judged", found.better)
+    into.append({**_record(found, setting, ours, found.measure, result), "varies": bool(varies)})
+    print(_line(found, setting, ours, result.text()))
+    return result
+
+
+def not_run(claim_id: str, reason: str, *, into: list[dict[str, Any]], setting: str = "") -> None:
+    """Record that this run could not check ``claim_id``, and why (the results chapter lists it)."""
+    found = claim(claim_id)
+    if not reason:
+        raise ValueError("reason must say why the claim was not run, got an empty string")
+    into.append(_record(found, setting, "-", found.measure, None, reason))
+    where = f" ({setting})" if setting else ""
+    print(f"[{found.id}] {found.claim}{where} | paper: {found.paper} | not run: {reason}")
+
+
+# --- the results chapter -------------------------------------------------------------------------
 
 
 def load_records(
@@ -287,59 +301,81 @@ def load_records(
     return records
 
 
-def gather_claims(
-    records: Mapping[str, Mapping[str, Any] | None], seed_claims: Sequence[Mapping[str, Any]] = SEED_CLAIMS
-) -> list[dict[str, str]]:
-    """Every claim with the paper's number, ours and the verdict, chapter by chapter (``records``' order).
+def _saved(record: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    return list((record or {}).get("results", {}).get("claims") or [])
 
-    A chapter whose record holds ``results["claims"]`` (dicts made by :func:`kdlab.book.results.claim`)
-    contributes those; a chapter whose record is missing (``None``) or holds no claims contributes
-    its entries of ``seed_claims`` with ``ours = "-"`` and the verdict "not run at this profile".
-    Seed claims of no chapter, or of a chapter not in ``records``, close the list with their reason.
-    Each row: ``chapter``, ``claim``, ``source``, ``paper``, ``ours``, ``verdict``.
+
+def join(
+    records: Mapping[str, Mapping[str, Any] | None],
+    also: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    catalogue: Iterable[Claim] = CLAIMS,
+) -> list[dict[str, Any]]:
+    """Every catalogue claim with every verdict the chapters saved for it, joined by id.
+
+    ``records``: chapter -> its saved results (:func:`load_records`; ``None`` where it has not run);
+    ``also``: chapter -> the records of claims checked in this run, not saved yet (the results
+    chapter's own, ``{"results": checked}``). One row per (claim, chapter's record) with a
+    verdict, in the catalogue's order; a claim that no chapter checked gets one row with
+    ``verdict`` ``"not checked"`` and the ``reason``: why no chapter checks it, the chapter's own
+    reason for not running it, or that its chapter has not run or did not check it. Records whose
+    id the catalogue lacks close the list ("not in the catalogue"). Each row: ``id``, ``claim``,
+    ``source``, ``paper``, ``chapter``, ``setting``, ``ours``, ``verdict``, ``reason``, ``varies``
+    (the verdict rests on a timing, see :func:`judge`).
     """
-    rows: list[dict[str, str]] = []
-    for chapter, record in records.items():
-        saved = (record or {}).get("results", {}).get("claims") or []
-        if saved:
-            for item in saved:
-                rows.append(
-                    {
-                        "chapter": chapter,
-                        "claim": str(item.get("claim", "-")),
-                        "source": str(item.get("source", "-")),
-                        "paper": str(item.get("paper", "-")),
-                        "ours": str(item.get("ours", item.get("kdlab", "-"))),
-                        "verdict": str(item.get("verdict", "-")),
-                    }
-                )
+    catalogue = list(catalogue)
+    known = {c.id for c in catalogue}
+    by_id: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    found_in = [(chapter, _saved(record)) for chapter, record in records.items()]
+    for chapter, items in [*found_in, *(also or {}).items()]:
+        for item in items:
+            by_id.setdefault(str(item.get("id")), []).append((chapter, item))
+    rows: list[dict[str, Any]] = []
+    for found in catalogue:
+        base = {"id": found.id, "claim": found.claim, "source": found.cite(), "paper": found.paper}
+        saved = by_id.get(found.id, [])
+        decided = [(chapter, item) for chapter, item in saved if item.get("verdict") in VERDICTS]
+        for chapter, item in decided:
+            rows.append({**base, "chapter": chapter, "setting": str(item.get("setting", "")),
+                         "ours": str(item.get("ours", "-")), "verdict": str(item["verdict"]),
+                         "reason": str(item.get("reason", "")), "varies": bool(item.get("varies"))})
+        if decided:
             continue
-        why = "no saved results" if record is None else "its results record no claims"
-        rows += [
-            {
-                "chapter": chapter,
-                "claim": c["claim"],
-                "source": c["source"],
-                "paper": c["paper"],
-                "ours": "-",
-                "verdict": f"not run at this profile ({why})",
-            }
-            for c in seed_claims
-            if c["chapter"] == chapter
-        ]
-    rows += [
-        {
-            "chapter": "-",
-            "claim": c["claim"],
-            "source": c["source"],
-            "paper": c["paper"],
-            "ours": "-",
-            "verdict": f"not run, because {c['why'] or 'its chapter is not in this book'}",
-        }
-        for c in seed_claims
-        if c["chapter"] not in records
-    ]
+        if found.chapter is None:
+            reason = found.why
+        elif saved:
+            reason = "; ".join(f"{chapter}: {item.get('reason', '')}" for chapter, item in saved)
+        elif found.chapter not in records:
+            reason = f"its chapter {found.chapter!r} is not among the chapters read"
+        elif records[found.chapter] is None:
+            reason = f"its chapter {found.chapter!r} has not run at this profile"
+        else:
+            reason = f"its chapter {found.chapter!r} ran but did not check it"
+        rows.append({**base, "chapter": found.chapter or "-", "setting": "", "ours": "-",
+                     "verdict": "not checked", "reason": reason, "varies": False})
+    for claim_id, saved in by_id.items():
+        if claim_id not in known:
+            for chapter, item in saved:
+                rows.append({"id": claim_id, "claim": str(item.get("claim", "-")), "source": "-",
+                             "paper": str(item.get("paper", "-")), "chapter": chapter,
+                             "setting": str(item.get("setting", "")), "ours": str(item.get("ours", "-")),
+                             "verdict": "not in the catalogue", "reason": str(item.get("verdict", "-")),
+                             "varies": False})
     return rows
+
+
+def unchecked(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows of :func:`join` whose claim no chapter checked."""
+    return [row for row in rows if row["verdict"] == "not checked"]
+
+
+def describe(row: Mapping[str, Any]) -> str:
+    """One line for a row of :func:`join`, in the words :func:`check` prints."""
+    where = ", ".join(part for part in (row["chapter"], row["setting"]) if part and part != "-")
+    where = f" ({where})" if where else ""
+    head = f"{row['verdict']}: [{row['id']}] {row['claim']}"
+    if row["verdict"] == "not checked":
+        return f"{head} | paper: {row['paper']} | {row['reason']}"
+    return f"{head}{where} | paper: {row['paper']} | ours: {row['ours']}"
 
 
 def chapter_points(record: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
 """Each chapter's results as a small JSON file, so runs can be compared and the results chapter
-need not retrain: the profile, every knob, the kdlab and torch versions, the device, the results."""
+need not retrain: the profile, every knob, the kdlab and torch versions, the device, the results.
+
+Only the files: the claims a chapter checked (``results["claims"]``) and their verdicts come from
+:mod:`kdlab.book.claims`."""
 
 from __future__ import annotations
 
@@ -51,30 +54,3 @@ def load(chapter: str, profile: str, folder: str | os.PathLike | None = None) ->
             f"run `kdlab run {chapter} --profile {profile}` first"
         )
     return json.loads(path.read_text())
-
-
-def verdict(ours: list[float], baseline: list[float], lower_is_better: bool = True) -> str:
-    """Whether ``ours`` beat ``baseline`` over seeds, honestly worded.
-
-    ``"held"`` when the mean is better by more than the seeds' spread (the root of the two
-    variances), ``"held, within the seed spread"`` when better by less, ``"did not hold"`` otherwise;
-    a better result where both sides are single values is ``"held on one seed ..."``.
-    """
-    from kdlab.metrics import mean_std
-
-    (mean_a, std_a), (mean_b, std_b) = mean_std(ours), mean_std(baseline)
-    gain = (mean_b - mean_a) if lower_is_better else (mean_a - mean_b)
-    if gain <= 0:
-        return "did not hold"
-    if max(len(ours), len(baseline)) < 2:
-        return "held on one seed (no spread to weigh it against)"
-    return "held" if gain > (std_a**2 + std_b**2) ** 0.5 else "held, within the seed spread"
-
-
-def claim(claim: str, source: str, paper: str, ours: str, verdict: str) -> dict[str, str]:
-    """One checked claim of a source document, as every chapter records it in ``results["claims"]``.
-
-    ``paper`` is the paper's number, ``ours`` ours with its spread, ``verdict`` what
-    :func:`verdict` said (or ``"not run at this profile: ..."``). The results chapter gathers them.
-    """
-    return {"claim": claim, "source": source, "paper": paper, "ours": ours, "verdict": verdict}

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from kdlab import _checks
+from kdlab.book import profiles
 from kdlab.book.profiles import PROFILES
 
 
@@ -55,9 +56,10 @@ def run_chapter(
     """Execute ``book/<chapter>.ipynb`` with papermill at ``profile`` into ``out/<chapter>.ipynb``.
 
     A parameter that the chapter's ``parameters`` cell does not define is an error (papermill
-    would only warn). The injected-parameters cell is tagged ``remove-cell`` so a book built from
-    the executed notebook does not show it. The chapter runs in ``out`` (its results land in
-    ``out/results``).
+    would only warn), and so is a profile table whose knobs differ from the parameters cell's
+    (:func:`kdlab.book.profiles.check_notebook`). The injected-parameters cell is tagged
+    ``remove-cell`` so a book built from the executed notebook does not show it. The chapter runs
+    in ``out`` (its results land in ``out/results``).
     """
     import nbformat
     import papermill
@@ -67,6 +69,7 @@ def run_chapter(
     if chapter not in known:
         raise ValueError(f"chapter must be one of {known}, got {chapter!r}")
     source = root / "book" / f"{chapter}.ipynb"
+    profiles.check_notebook(json.loads(source.read_text()), f"chapter {chapter!r}")
     declared = papermill.inspect_notebook(str(source))
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
