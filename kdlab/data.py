@@ -21,6 +21,8 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from kdlab import _checks
+from kdlab import augment as augmentation
+from kdlab.augment import Augment
 
 NAMES = ("digits", "mnist", "cifar10", "cifar100", "breast_cancer")
 
@@ -223,6 +225,14 @@ class TensorLoader:
     Under data parallelism (:meth:`shard`, done by :func:`kdlab.train.fit` under ``torchrun``)
     every process draws the same permutation and keeps every ``world_size``-th example of each
     global batch, so ``batch_size`` stays the global batch size.
+
+    ``augment`` (a :class:`kdlab.augment.Augment`, e.g. :data:`kdlab.augment.CIFAR`), when given,
+    augments the first tensor of every batch (the inputs, (batch, channels, height, width)) on
+    its device after batching; the other tensors are left as they are. The shifts and flips are
+    drawn from the loader's generator, after the epoch's permutation, for the whole global batch
+    (each process keeps its examples' draws), so a seed fixes the augmented batches, a resumed
+    run sees the same ones, and the number of processes does not change them. ``augments`` says
+    whether the loader augments (cached teacher outputs do not fit augmented inputs).
     """
 
     def __init__(
@@ -233,6 +243,7 @@ class TensorLoader:
         drop_last: bool = False,
         seed: int = 0,
         device: torch.device | str | None = None,
+        augment: Augment | None = None,
     ) -> None:
         if not tensors:
             raise ValueError("TensorLoader needs at least one tensor, got none")
@@ -240,6 +251,17 @@ class TensorLoader:
         if len(lengths) != 1:
             raise ValueError(f"all tensors must have the same first dimension, got {sorted(lengths)}")
         _checks.at_least("batch_size", batch_size, 1)
+        if augment is not None:
+            if not isinstance(augment, Augment):
+                raise TypeError(
+                    f"augment must be a kdlab.augment.Augment or None, got {type(augment).__name__}"
+                )
+            if augment.active and tensors[0].dim() != 4:
+                raise ValueError(
+                    "augment needs images: the first tensor must have shape (n, channels, height, width), "
+                    f"got shape {tuple(tensors[0].shape)}"
+                )
+        self._augment = augment
         self.tensors = tuple(t.to(device) if device is not None else t for t in tensors)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -253,6 +275,16 @@ class TensorLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size - 1}], got {rank}")
         self.rank, self.world_size = rank, world_size
+
+    @property
+    def augment(self) -> Augment | None:
+        """The augmentation of the inputs given at construction (``None``: none)."""
+        return self._augment
+
+    @property
+    def augments(self) -> bool:
+        """True when the inputs of the batches are augmented (an ``augment`` that is not the identity)."""
+        return self._augment is not None and self._augment.active
 
     @property
     def num_examples(self) -> int:
@@ -274,15 +306,25 @@ class TensorLoader:
             order = None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             if order is None and self.world_size == 1:
-                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+                batch = tuple(t[start : start + self.batch_size] for t in self.tensors)
+                yield self._augmented(batch, len(batch[0]))
                 continue
             if order is None:
                 index = torch.arange(start, min(start + self.batch_size, n), device=self.device)
             else:
                 index = order[start : start + self.batch_size]
+            size = len(index)  # of the global batch
             index = index[self.rank :: self.world_size]
             # index_select is about twice as fast as advanced indexing (t[index]) here.
-            yield tuple(t.index_select(0, index) for t in self.tensors)
+            yield self._augmented(tuple(t.index_select(0, index) for t in self.tensors), size)
+
+    def _augmented(self, batch: tuple[Tensor, ...], size: int) -> tuple[Tensor, ...]:
+        """``batch`` with its inputs augmented: draws for the ``size`` examples of the global batch,
+        of which this process keeps every ``world_size``-th from ``rank`` (all of them alone)."""
+        if not self.augments:
+            return batch
+        draws = augmentation.sample(size, self._augment, self.generator)[self.rank :: self.world_size]
+        return (augmentation.shift_flip(batch[0], draws), *batch[1:])
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

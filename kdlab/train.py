@@ -10,6 +10,7 @@ alternating updates).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import math
@@ -34,6 +35,86 @@ Evaluate = Callable[[nn.Module], Mapping[str, float]]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = (None, "cosine")
+
+
+class Steps(tuple):
+    """A multi-step learning-rate schedule: the rate times ``gamma`` at each of the epoch
+    ``milestones``, after an optional linear warm-up over the first ``warmup_epochs`` epochs.
+
+    ``Steps((150, 180, 210), 0.1)`` is the standard CIFAR-100 recipe's decay (x 0.1 at epochs 150,
+    180 and 210 of 240; Tian et al. 2020, CRD): epoch ``e`` (counted from 0) trains at
+    ``lr * gamma ** (number of milestones <= e)``, so with 240 epochs, epochs 0-149 use ``lr``
+    and the last 30 use ``lr * 0.001``. With ``warmup_epochs=w``, step ``s`` (counted from 0)
+    of the first ``w`` epochs is scaled by ``(s + 1) / (w * steps_per_epoch)``, reaching the full
+    rate at the last step of epoch ``w - 1``.
+
+    It is a tuple, equal to ``("step", milestones, gamma, warmup_epochs)``, so it is keyed,
+    hashed and written to JSON by value (e.g. by :mod:`kdlab.cache`); :func:`fit` also takes that
+    plain tuple (or list), with or without ``warmup_epochs``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, milestones: Iterable[int], gamma: float = 0.1, warmup_epochs: int = 0) -> Steps:
+        valid = "milestones must be strictly increasing integer epochs >= 1, got "
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
+            raise ValueError(f"{valid}{milestones!r}")
+        marks = tuple(milestones)
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in marks) or any(
+            a >= b for a, b in itertools.pairwise(marks)
+        ):
+            raise ValueError(f"{valid}{marks!r}")
+        if isinstance(gamma, bool):
+            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+        _checks.positive("gamma", gamma)
+        _checks.at_least("warmup_epochs", warmup_epochs, 0)
+        return super().__new__(cls, ("step", marks, float(gamma), warmup_epochs))
+
+    def __getnewargs__(self) -> tuple[tuple[int, ...], float, int]:  # pickle and copy
+        return self.milestones, self.gamma, self.warmup_epochs
+
+    @property
+    def milestones(self) -> tuple[int, ...]:
+        return self[1]
+
+    @property
+    def gamma(self) -> float:
+        return self[2]
+
+    @property
+    def warmup_epochs(self) -> int:
+        return self[3]
+
+    def __repr__(self) -> str:
+        return (
+            f"Steps(milestones={self.milestones!r}, gamma={self.gamma!r}, "
+            f"warmup_epochs={self.warmup_epochs!r})"
+        )
+
+    def factor(self, step: int, steps_per_epoch: int) -> float:
+        """The multiplier of the base rate at optimiser step ``step`` (from 0)."""
+        epoch = step // steps_per_epoch
+        value = self.gamma ** bisect.bisect_right(self.milestones, epoch)
+        warmup_steps = self.warmup_epochs * steps_per_epoch
+        if step < warmup_steps:
+            value *= (step + 1) / warmup_steps
+        return value
+
+
+def _as_schedule(schedule: object) -> str | Steps | None:
+    """``schedule`` checked: ``None``, ``"cosine"``, a :class:`Steps`, or its plain form
+    ``("step", milestones, gamma[, warmup_epochs])`` (tuple or list) made a :class:`Steps`."""
+    if isinstance(schedule, Steps):
+        return schedule
+    if isinstance(schedule, (tuple, list)) and len(schedule) in (3, 4) and schedule[0] == "step":
+        return Steps(*schedule[1:])
+    if schedule is None or isinstance(schedule, str):
+        if schedule in SCHEDULES:
+            return schedule
+    raise ValueError(
+        f"schedule must be one of {list(SCHEDULES)} or a kdlab.train.Steps(milestones, gamma, "
+        f"warmup_epochs) (or the tuple ('step', milestones, gamma[, warmup_epochs])), got {schedule!r}"
+    )
 
 
 @dataclass
@@ -98,16 +179,25 @@ def classification(test: Tensors | tuple[Tensor, Tensor], batch_size: int = 1000
 
 
 def make_optimizer(
-    name: str, parameters: Iterable[Tensor], lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+    name: str,
+    parameters: Iterable[Tensor],
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = True,
 ) -> torch.optim.Optimizer:
-    """``adam``, ``adamw`` or ``sgd`` (Nesterov momentum) over ``parameters``."""
+    """``adam``, ``adamw`` or ``sgd`` over ``parameters``. ``sgd`` uses ``momentum`` (0.9) with
+    Nesterov's form by default (as Deep Mutual Learning); ``nesterov=False`` gives plain momentum
+    (the CIFAR-100 benchmark recipe of Tian et al. 2020, CRD). ``nesterov`` is ignored by Adam."""
     _checks.choice("optimizer", name, OPTIMIZERS)
     _checks.positive("lr", lr)
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    return torch.optim.SGD(
+        parameters, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
 
 
 def _steps(objective: Objective, model: nn.Module, batch: tuple[Tensor, ...]) -> Iterator[Terms]:
@@ -133,7 +223,7 @@ def fit(
     lr: float = 1e-3,
     optimizer: str | torch.optim.Optimizer = "adam",
     weight_decay: float = 0.0,
-    schedule: str | None = None,
+    schedule: str | Steps | tuple | None = None,
     test: Tensors | tuple[Tensor, Tensor] | None = None,
     evaluate: Evaluate | None = None,
     device: str | torch.device | None = None,
@@ -150,7 +240,8 @@ def fit(
       any iterable of batches (a ``DataLoader``: each batch is moved to the device).
     - ``optimizer``: ``"adam"``, ``"adamw"``, ``"sgd"`` (built over the trainable parameters of
       ``model`` with ``lr`` and ``weight_decay``), or a ready optimiser. ``schedule="cosine"``
-      anneals the rate to zero over all steps.
+      anneals the rate to zero over all steps; ``schedule=Steps((150, 180, 210), 0.1)`` (see
+      :class:`Steps`) multiplies it by 0.1 at each of those epochs, after an optional warm-up.
     - ``after_step(model)``, if given, is called with ``model`` itself (never its
       DistributedDataParallel wrapper) after every optimiser step, e.g.
       :func:`kdlab.models.constrain_` for Hinton et al.'s max-norm constraint. ``None``: no hook.
@@ -167,14 +258,14 @@ def fit(
       several steps per batch cannot be used there.
     """
     _checks.at_least("epochs", epochs, 1)
-    _checks.choice("schedule", schedule, SCHEDULES)
+    schedule = _as_schedule(schedule)
     ctx, where = distributed.context(runtime.device(device))
     model.to(where)
     _place(train, ctx, where)
     trained = distributed.wrap(model, ctx, where)
     optimizer = _optimizer(optimizer, model, lr, weight_decay)
     steps_per_epoch = len(train)  # type: ignore[arg-type]
-    scheduler = _schedule(optimizer, schedule, epochs * steps_per_epoch)
+    scheduler = _schedule(optimizer, schedule, epochs * steps_per_epoch, steps_per_epoch)
     if evaluate is None and test is not None:
         evaluate = classification(test)
     history = History()
@@ -234,10 +325,14 @@ def _optimizer(
 
 
 def _schedule(
-    optimizer: torch.optim.Optimizer, schedule: str | None, total_steps: int
+    optimizer: torch.optim.Optimizer, schedule: str | Steps | None, total_steps: int, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR | None:
-    """The learning-rate schedule, stepped once per batch: ``None`` (constant) or ``"cosine"``
-    (annealed from the optimiser's rate to zero over ``total_steps``)."""
+    """The learning-rate schedule, stepped once per batch: ``None`` (constant), ``"cosine"``
+    (annealed from the optimiser's rate to zero over ``total_steps``) or a :class:`Steps` (decayed
+    at epoch milestones of ``steps_per_epoch`` steps, after its warm-up)."""
+    if isinstance(schedule, Steps):
+        per_epoch = max(steps_per_epoch, 1)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step, per_epoch))
     if schedule != "cosine":
         return None
     return torch.optim.lr_scheduler.LambdaLR(
