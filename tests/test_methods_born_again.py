@@ -57,7 +57,9 @@ def test_born_again_loss_is_half_the_seeds_sum_of_cross_entropies_with_the_same_
 
 def test_each_generation_learns_from_the_previous_one_with_the_same_knobs():
     train = blobs()
-    sequence = ban.born_again(make_net, train, generations=2, seed=3, cache=False, **KNOBS)
+    result = ban.born_again(make_net, train, generations=2, seed=3, cache=False, **KNOBS)
+    sequence = result.produced["generations"]
+    assert list(result.stages) == ["teacher", "BAN-1", "BAN-2"] and result.model is sequence[-1].model
     assert [g.index for g in sequence] == [0, 1, 2]
     assert [g.name for g in sequence] == ["teacher", "BAN-1", "BAN-2"]
     assert all(len(g.history) == KNOBS["epochs"] for g in sequence)
@@ -81,13 +83,14 @@ def test_each_generation_learns_from_the_previous_one_with_the_same_knobs():
 
 def test_cached_sequence_reloads_without_training_and_shares_generation_zero(monkeypatch):
     train = blobs()
-    first = ban.born_again(make_net, train, generations=1, seed=0, cache=True, **KNOBS)
+    knobs = dict(generations=1, seed=0, cache=True, **KNOBS)
+    first = ban.born_again(make_net, train, **knobs).produced["generations"]
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached generation was trained again")
 
     monkeypatch.setattr(common.train, "fit", refuse)
-    again = ban.born_again(make_net, train, generations=1, seed=0, cache=True, **KNOBS)
+    again = ban.born_again(make_net, train, **knobs).produced["generations"]
     for a, b in zip(first, again, strict=True):
         same_weights(a.model, b.model)
         assert a.history.epochs == b.history.epochs

@@ -86,10 +86,13 @@ def test_hint_stage_trains_only_below_the_guided_layer_and_lowers_the_hint_loss(
     teacher, train = make_teacher(), tiny_data(48)
     torch.manual_seed(0)
     initial = state(make_student())
-    student, regressor, history = fitnets.hint_stage(
+    result = fitnets.hint_stage(
         make_student, teacher, train, hint="relu2", guided="relu3", epochs=6, lr=1e-2, batch_size=8, seed=0,
         cache=False,
     )
+    student, history = result
+    regressor = result.produced["regressor"]
+    assert list(result.stages) == ["hint stage"]
     trained = state(student)
     for name, value in initial.items():
         changed = not torch.equal(value, trained[name])
@@ -105,8 +108,8 @@ def test_hint_stage_trains_only_below_the_guided_layer_and_lowers_the_hint_loss(
 def test_hint_stage_is_cached():
     teacher, train = make_teacher(), tiny_data()
     knobs = dict(hint="relu2", guided="relu3", epochs=1, batch_size=8, seed=1, cache=True)
-    first, _, history = fitnets.hint_stage(make_student, teacher, train, **knobs)
-    second, _, again = fitnets.hint_stage(make_student, teacher, train, **knobs)
+    first, history = fitnets.hint_stage(make_student, teacher, train, **knobs)
+    second, again = fitnets.hint_stage(make_student, teacher, train, **knobs)
     assert history.to_dict() == again.to_dict()
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)

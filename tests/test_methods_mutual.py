@@ -222,9 +222,10 @@ def test_hint_mutual_is_seed_build_pretrain_then_dml(images):
     teacher = vgg(TEACHER, **KW)
     make = lambda: vgg(STUDENT, **KW)  # noqa: E731
     knobs = dict(epochs=1, batch_size=8, progress=False, lr=3e-4, betas=(0.5, 0.99))
-    cohort, history, hints = hint_mutual.train(
-        [make] * 2, teacher, images, stage_epochs=2, seed=5, test=images, **knobs
-    )
+    result = hint_mutual.train([make] * 2, teacher, images, stage_epochs=2, seed=5, test=images, **knobs)
+    cohort, history = result
+    assert list(result.stages) == ["hint, student 0", "hint, student 1", "cohort"]
+    hints = [result.stages[f"hint, student {k}"] for k in range(2)]
     assert len(hints) == 2 and len(hints[0]) == 2 and "test_error/ensemble" in history.keys()
     runtime.seed_everything(5)
     students = [make(), make()]
@@ -258,12 +259,13 @@ def test_cached_cohorts_train_once_and_load_the_same_weights_and_history(images,
         return [{k: v for k, v in row.items() if k != "seconds"} for row in history.to_dict()["epochs"]]
 
     assert timeless(first_history) == timeless(plain_history)
-    cohort, history, hints = hint_mutual.train(
-        [make] * 2, teacher, images, stage_epochs=1, cache=True, **knobs
-    )
-    torch.testing.assert_close(cohort.state_dict(), hinted[0].state_dict())
-    assert history.to_dict() == hinted[1].to_dict() and len(hints) == 2
-    assert [h.to_dict() for h in hints] == [h.to_dict() for h in hinted[2]]
+    again = hint_mutual.train([make] * 2, teacher, images, stage_epochs=1, cache=True, **knobs)
+    torch.testing.assert_close(again.model.state_dict(), hinted.model.state_dict())
+    assert again.history.to_dict() == hinted.history.to_dict() and len(again.stages) == 3
+    def stages(result):
+        return {name: history.to_dict() for name, history in result.stages.items()}
+
+    assert stages(again) == stages(hinted)
     # Another test set, another entry: the cached History's test metrics are those of its test set.
     with pytest.raises(AssertionError, match="trained again"):
         mutual.train([make] * 2, images, cache=True, **{**knobs, "test": Tensors(images.x[:8], images.y[:8])})

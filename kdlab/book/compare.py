@@ -189,7 +189,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         knobs = entry.resolve({**training, **_method_knobs(setting, name)})
         source = alone if name == "born_again" else teacher
         result = entry.run(source, setting.make_student, train, None, knobs, classes)
-        histories = list(result.stages.values())
+        histories = list(result.stages.values())  # every stage, in order
         if name == "born_again":
             histories = [alone_history, *histories]
         students = list(result.model) if isinstance(result.model, nn.ModuleList) else [result.model]

@@ -26,7 +26,7 @@ from kdlab import cache as kd_cache
 from kdlab.data import Tensors
 from kdlab.losses.soft import ensemble_logits
 from kdlab.methods import hinton
-from kdlab.methods.common import ModelOrFactory, train_model
+from kdlab.methods.common import ModelOrFactory, Result, train_model
 from kdlab.train import History
 
 # Generation k of the sequence started from seed s is seeded with s + SEED_STRIDE * k.
@@ -68,7 +68,7 @@ def generation_zero(
     *,
     cache: bool = False,
     **fit_knobs: Any,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """The first generation: ``student`` trained on the labels of ``train`` alone (cross-entropy),
     :func:`kdlab.methods.common.train_model` itself, so any chapter or section that trains the same
     network with the same knobs on the same data shares its cache entry. ``fit_knobs`` as there.
@@ -91,12 +91,14 @@ def descend(
     cache: bool = False,
     progress: bool | None = None,
     **fit_knobs: Any,
-) -> list[Generation]:
+) -> Result:
     """Generations 1 .. ``generations`` born from ``teacher`` (generation 0): generation k is a fresh
     ``student`` (a factory, or a module's copy) trained with :func:`kdlab.methods.hinton.objective`
     (``temperature``, ``alpha``) against generation k - 1's logits on ``train.x`` (computed once
     per generation, :func:`kdlab.cache.logits`), seeded with :func:`generation_seed`. Returns the
-    :class:`Generation` objects 1 .. ``generations``. Every knob is checked before the first epoch.
+    :class:`~kdlab.methods.common.Result` of the last generation, with every generation's History
+    in ``stages`` (``"BAN-k"``) and the :class:`Generation` objects 1 .. ``generations`` in
+    ``produced["generations"]``. Every knob is checked before the first epoch.
     """
     _checks.at_least("generations", generations, 1)
     _checks.positive("temperature", temperature)
@@ -111,7 +113,12 @@ def descend(
             **fit_knobs,
         )
         sequence.append(Generation(k, model, history))
-    return sequence[1:]
+    return _result(sequence[1:])
+
+
+def _result(sequence: list[Generation]) -> Result:
+    last = sequence[-1]
+    return Result(last.model, last.history, {g.name: g.history for g in sequence}, {"generations": sequence})
 
 
 def born_again(
@@ -126,7 +133,7 @@ def born_again(
     cache: bool = False,
     progress: bool | None = None,
     **fit_knobs: Any,
-) -> list[Generation]:
+) -> Result:
     """Furlanello et al. (2018): a teacher and ``generations`` born-again students, all of ``student``'s
     architecture (a factory, or a module whose copies start from its weights).
 
@@ -138,7 +145,9 @@ def born_again(
     stay nearly copies of each other, and their ensembles gain nothing). With ``cache`` each
     generation is stored and a re-run loads the whole sequence.
 
-    Returns ``generations + 1`` :class:`Generation` objects, the teacher first. Every knob is
+    Returns the :class:`~kdlab.methods.common.Result` of the last generation, with every
+    generation's History in ``stages`` (``"teacher"``, ``"BAN-1"``...) and the ``generations + 1``
+    :class:`Generation` objects, the teacher first, in ``produced["generations"]``. Every knob is
     checked before the first epoch. Shapes: ``train.x`` (n, ...), ``train.y`` (n,).
     """
     _checks.at_least("generations", generations, 1)
@@ -149,10 +158,11 @@ def born_again(
         student, train, cache=cache, test=test, progress=progress, seed=seed, desc=f"teacher, seed {seed}",
         **fit_knobs,
     )
-    return [Generation(0, model, history), *descend(
+    born = descend(
         model, student, train, generations=generations, temperature=temperature, alpha=alpha, test=test,
         seed=seed, cache=cache, progress=progress, **fit_knobs,
-    )]
+    )
+    return _result([Generation(0, model, history), *born.produced["generations"]])
 
 
 def ensembles(generation_logits: Sequence[Tensor]) -> dict[str, Tensor]:

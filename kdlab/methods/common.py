@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -30,7 +30,38 @@ from kdlab.train import History, Objective
 
 M = TypeVar("M", bound=nn.Module)
 ModelOrFactory = nn.Module | Callable[[], nn.Module]
-Result = History | list[History]
+Trained = History | list[History]
+
+
+class Result(tuple):
+    """What every recipe returns: the trained ``model`` (a cohort ``nn.ModuleList`` for mutual
+    learning) and the ``history`` of the stage that trained it last, so ``model, history =
+    recipe(...)`` reads it; and ``stages``, every stage's History by name, in order, and
+    ``produced``, what a stage made besides the model (FitNets' regressor, Born-Again's
+    generations)."""
+
+    stages: dict[str, History]
+    produced: dict[str, Any]
+
+    def __new__(
+        cls,
+        model: nn.Module,
+        history: History,
+        stages: Mapping[str, History] | None = None,
+        produced: Mapping[str, Any] | None = None,
+    ) -> Result:
+        result = super().__new__(cls, (model, history))
+        result.stages = dict(stages) if stages else {"training": history}
+        result.produced = dict(produced or {})
+        return result
+
+    @property
+    def model(self) -> nn.Module:
+        return self[0]
+
+    @property
+    def history(self) -> History:
+        return self[1]
 
 # Where and how visibly a run goes, and whether it is cached: never part of a key.
 NOT_KEYED = ("cache", "device", "progress", "desc")
@@ -50,11 +81,12 @@ def as_factory(model: ModelOrFactory, role: str = "student") -> Callable[[], nn.
 class Plan(Generic[M]):
     """What a :func:`recipe` trains: ``build()`` makes the untrained model (called after seeding),
     ``run(model)`` trains it in place and returns its History (or one per stage); ``finish(model,
-    result)``, if given, makes the recipe's return value of them (trained or loaded alike)."""
+    trained)``, if given, makes the recipe's :class:`Result` of them (trained or loaded alike;
+    by default ``Result(model, history)``)."""
 
     build: Callable[[], M]
-    run: Callable[[M], Result]
-    finish: Callable[[M, Result], Any] | None = None
+    run: Callable[[M], Trained]
+    finish: Callable[[M, Trained], Result] | None = None
 
 
 def _keyed_arguments(
@@ -82,9 +114,9 @@ def _argument(bound: inspect.BoundArguments, name: str, default: Any = None) -> 
 
 def recipe(
     name: str, *, factories: Sequence[str] = (), not_keyed: Sequence[str] = ()
-) -> Callable[[Callable[..., Plan]], Callable[..., Any]]:
-    """Turn ``plan_of(...) -> Plan`` into a recipe ``(...) -> (trained model, History)`` (or what
-    the plan's ``finish`` makes of them).
+) -> Callable[[Callable[..., Plan]], Callable[..., Result]]:
+    """Turn ``plan_of(...) -> Plan`` into a recipe ``(...) -> Result`` (the trained model and its
+    History, or what the plan's ``finish`` makes of them).
 
     The decorated function must take ``seed`` and ``cache``. ``factories`` names its arguments
     that build models (keyed by what they build); ``not_keyed`` names further arguments that do
@@ -93,14 +125,14 @@ def recipe(
     """
     left_out = (*NOT_KEYED, *factories, *not_keyed)
 
-    def decorate(plan_of: Callable[..., Plan]) -> Callable[..., Any]:
+    def decorate(plan_of: Callable[..., Plan]) -> Callable[..., Result]:
         signature = inspect.signature(plan_of)
         missing = [p for p in ("seed", "cache") if p not in signature.parameters]
         if missing:
             raise TypeError(f"recipe {plan_of.__qualname__} must take {missing}")
 
         @functools.wraps(plan_of)
-        def call(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Result:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             plan = plan_of(*args, **kwargs)
@@ -117,7 +149,7 @@ def recipe(
             else:
                 model = build()
                 result = plan.run(model)
-            return (model, result) if plan.finish is None else plan.finish(model, result)
+            return Result(model, result) if plan.finish is None else plan.finish(model, result)
 
         return call
 
@@ -144,7 +176,8 @@ def train_model(
     desc: str = "train",
 ) -> Plan:
     """Seed with ``seed``, build ``model`` (a factory, or a module whose copy is trained) and
-    :func:`~kdlab.train.fit` it on ``data`` with ``objective``; returns ``(model, History)``.
+    :func:`~kdlab.train.fit` it on ``data`` with ``objective``; returns the :class:`Result`
+    ``(model, History)``.
 
     ``data`` is ``Tensors``, ``(x, y)`` or ``(x, y, teacher_logits, ...)``, shuffled together into
     a :class:`~kdlab.data.TensorLoader` of ``batch_size``; or a loader already made (a

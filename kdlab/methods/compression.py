@@ -31,12 +31,11 @@ from sklearn.ensemble import BaggingClassifier, GradientBoostingClassifier, Rand
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.neighbors import NearestNeighbors
 from sklearn.tree import DecisionTreeClassifier
-from torch import Tensor, nn
+from torch import Tensor
 
 from kdlab import _checks, models
 from kdlab.data import Tensors
-from kdlab.methods.common import train_model
-from kdlab.train import History
+from kdlab.methods.common import Result, train_model
 
 RNG = np.random.Generator | int | None
 
@@ -454,7 +453,7 @@ def munge_student(
     test: Tensors | None = None,
     cache: bool = False,
     **fit_knobs: Any,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """Bucila et al. (2006): the compressed model, a net of one hidden layer of ``hidden`` units.
 
     The student, ``mlp((features, hidden, classes))``, minimises the plain cross-entropy (batch

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from kdlab import _checks, features, losses, models, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
-from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe, train_model
+from kdlab.methods.common import ModelOrFactory, Plan, Result, as_factory, recipe, train_model
 from kdlab.train import History, Objective, fit
 
 REGRESSORS = ("conv", "fc")
@@ -175,8 +175,9 @@ def hint_stage(
     teacher's cached hints. The layers above ``guided`` keep their initial weights. With
     ``cache``, trained once per key (:func:`kdlab.methods.common.recipe`).
 
-    Returns the whole student (trained below the guided layer), the regressor and the History
-    (the epoch mean of the hint loss, ``loss``).
+    Returns the :class:`~kdlab.methods.common.Result` of the whole student (trained below the
+    guided layer) and the History (the epoch mean of the hint loss, ``loss``); the regressor is
+    ``produced["regressor"]``.
     """
     _checks.choice("regressor", regressor, REGRESSORS)
     _checks.at_least("epochs", epochs, 1)
@@ -202,9 +203,9 @@ def hint_stage(
             device=where, progress=progress, desc=desc,
         )
 
-    def finish(hinted: Hinted, history: History) -> tuple[nn.Module, nn.Module, History]:
+    def finish(hinted: Hinted, history: History) -> Result:
         hinted.to(where)
-        return hinted.student, hinted.regressor, history
+        return Result(hinted.student, history, {"hint stage": history}, {"regressor": hinted.regressor})
 
     return Plan(build, run, finish)
 
@@ -266,7 +267,7 @@ def distill(
     test: Tensors | None = None,
     cache: bool = False,
     **fit_knobs: Any,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """FitNets' stage 2: KD on the whole student, the soft-target weight annealed from ``alpha`` to 0.
 
     ``student`` builds a fresh student (KD alone), or is a student module whose copy is trained

@@ -15,7 +15,7 @@ from kdlab import _checks, features, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import fsp_distance, fsp_matrix
-from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe, train_model
+from kdlab.methods.common import ModelOrFactory, Plan, Result, as_factory, recipe, train_model
 from kdlab.models.resnet import FSP_PAIRS
 from kdlab.train import History, Objective, fit
 
@@ -163,7 +163,7 @@ def fsp_stage(
             desc=desc,
         )
 
-    return Plan(build, run)
+    return Plan(build, run, lambda net, history: Result(net, history, {"FSP stage": history}))
 
 
 def train_from(
@@ -173,7 +173,7 @@ def train_from(
     test: Tensors | None = None,
     cache: bool = False,
     **fit_knobs: Any,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """Yim et al. (2017), stage 2: normal training (label cross-entropy) of a copy of ``init``,
     the student of :func:`fsp_stage` (``init`` itself is left unchanged): :func:`train_model` on
     the labels. ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``... as there.

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from kdlab import _checks, runtime
 from kdlab.data import TensorLoader, Tensors
 from kdlab.methods import mutual
-from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
+from kdlab.methods.common import ModelOrFactory, Plan, Result, as_factory, recipe
 from kdlab.methods.fitnets import hint_objective
 from kdlab.models.regressor import regressor
 from kdlab.models.vgg import vgg
@@ -147,9 +147,10 @@ def train(
     with this seed; a module starts from a copy of its weights), pre-train each up to its ``H``
     point against the teacher's ``G`` point for ``stage_epochs`` at ``stage_lr``, then train the
     cohort with :func:`kdlab.methods.mutual.fit_cohort` (``mutual_knobs``: ``epochs``, ``test``,
-    ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4, betas (0.5, 0.99)). Returns the cohort,
-    its history and the hint stage's histories; with ``cache=True`` all three are trained once per
-    key (:func:`kdlab.methods.common.recipe`)."""
+    ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4, betas (0.5, 0.99)). Returns the
+    :class:`~kdlab.methods.common.Result` of the cohort and its History, with the hint stage of
+    each student k in ``stages["hint, student k"]``; with ``cache=True`` all of it is trained once
+    per key (:func:`kdlab.methods.common.recipe`)."""
     students = list(students)
     if len(students) < 2:
         raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(students)}")
@@ -176,7 +177,8 @@ def train(
         )
         return [history, *hints]
 
-    def finish(cohort: nn.ModuleList, stages: list[History]) -> tuple[nn.ModuleList, History, list[History]]:
-        return cohort, stages[0], stages[1:]
+    def finish(cohort: nn.ModuleList, trained: list[History]) -> Result:
+        hints = {f"hint, student {k}": history for k, history in enumerate(trained[1:])}
+        return Result(cohort, trained[0], {**hints, "cohort": trained[0]})
 
     return Plan(build, run, finish)

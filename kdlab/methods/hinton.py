@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from kdlab import _checks, losses, metrics
 from kdlab.data import Tensors
 from kdlab.losses import soft
-from kdlab.methods.common import ModelOrFactory, train_model
+from kdlab.methods.common import ModelOrFactory, Result, train_model
 from kdlab.train import History, Objective
 
 MIMIC_LOSSES = ("kl", "mse")
@@ -59,7 +59,7 @@ def distill(
     test: Tensors | None = None,
     cache: bool = False,
     **fit_knobs: Any,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """Train ``student`` (a factory, or a module whose copy is trained) on ``train`` with Hinton's loss
     against ``teacher_logits``; returns ``(student, History)``.
 
@@ -104,7 +104,7 @@ def mimic(
     test: Tensors | None = None,
     cache: bool = False,
     **fit_knobs: Any,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """Train a fresh student on unlabelled inputs ``x`` (n, ...) and the teacher's logits (n, classes) only.
 
     Bucila et al. (2006) and Ba & Caruana (2014): the teacher labels a transfer set, the student

@@ -225,7 +225,8 @@ def train(
     from its own random weights, or a module whose copy starts from its weights) and train them as
     a cohort with :func:`fit_cohort` (``knobs``: ``epochs``, ``test``, ``update``, ``lr``,
     ``betas``, ``schedule``...). ``[make] * K`` gives a cohort of K students of one architecture.
-    Returns ``(cohort, History)``; with ``cache=True`` trained once per key
+    Returns the :class:`~kdlab.methods.common.Result` ``(cohort, History)``; with ``cache=True``
+    trained once per key
     (:func:`kdlab.methods.common.recipe`)."""
     students = list(students)
     if len(students) < 2:

@@ -13,8 +13,7 @@ from torch import nn
 
 from kdlab import _checks, models
 from kdlab.data import Split
-from kdlab.methods.common import train_model
-from kdlab.train import History
+from kdlab.methods.common import Result, train_model
 
 
 def _hinton_mlp() -> nn.Module:
@@ -39,7 +38,7 @@ def teacher(
     schedule: str | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
-) -> tuple[nn.Module, History]:
+) -> Result:
     """A teacher trained with Adam on ``split.train`` (evaluated on ``split.test``), always cached:
     every chapter that asks for the same teacher loads the one entry.
 
