@@ -26,6 +26,7 @@ file lock so the second waits and then loads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -119,9 +120,12 @@ def _json_default(value: Any) -> Any:
         return {"partial": value.func, "args": value.args, "keywords": value.keywords}
     if isinstance(value, types.FunctionType):
         return _function_parts(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and value.__dataclass_params__.frozen:
+        return {"dataclass": f"{type(value).__module__}.{type(value).__qualname__}",
+                "fields": {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
     raise TypeError(
         f"cannot key a {type(value).__name__} ({value!r:.80}): a cache key holds JSON values, tensors, "
-        "modules and kdlab functions; leave cache off or pass what determines it"
+        "modules, frozen dataclasses and kdlab functions; leave cache off or pass what determines it"
     )
 
 

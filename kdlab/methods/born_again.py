@@ -105,10 +105,12 @@ def descend(
     _checks.in_range("alpha", alpha, 0.0, 1.0)
     _check_train(train)
     sequence = [Generation(0, teacher, History())]
+    augmented = fit_knobs.get("augment") is not None and fit_knobs["augment"].active
     for k in range(1, generations + 1):
-        teacher_logits = kd_cache.logits(sequence[-1].model, train.x)
+        # The parent's logits once, or the parent itself on every batch when the inputs are augmented.
+        parent = sequence[-1].model if augmented else kd_cache.logits(sequence[-1].model, train.x)
         model, history = hinton.distill(
-            student, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
+            student, train, parent, temperature=temperature, alpha=alpha, test=test,
             cache=cache, progress=progress, seed=generation_seed(seed, k), desc=f"BAN-{k}, seed {seed}",
             **fit_knobs,
         )

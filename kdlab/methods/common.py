@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from kdlab import cache as kd_cache
 from kdlab import models, runtime, train
+from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.train import History, Objective
 
@@ -169,7 +170,8 @@ def train_model(
     seed: int = 0,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
-    schedule: str | None = None,
+    schedule: str | train.Steps | None = None,
+    augment: Augment | None = None,
     device: str | torch.device | None = None,
     cache: bool = False,
     progress: bool | None = None,
@@ -182,8 +184,9 @@ def train_model(
     ``data`` is ``Tensors``, ``(x, y)`` or ``(x, y, teacher_logits, ...)``, shuffled together into
     a :class:`~kdlab.data.TensorLoader` of ``batch_size``; or a loader already made (a
     ``DataLoader``, any iterable of batches), used as it is (not with ``cache``: a key needs the
-    data's content). Max-norm layers (:class:`kdlab.models.MaxNormLinear`) are projected after
-    every step. With ``cache`` the result is trained once per key (:func:`recipe`).
+    data's content). ``augment`` (:mod:`kdlab.augment`) shifts and flips the inputs of every
+    batch on the device (tensors only). Max-norm layers (:class:`kdlab.models.MaxNormLinear`) are
+    projected after every step. With ``cache`` the result is trained once per key (:func:`recipe`).
     """
     make = as_factory(model, "model")
     where = runtime.device(device)
@@ -198,11 +201,16 @@ def train_model(
         )
     else:
         tensors = None
+    if augment is not None and tensors is None:
+        raise ValueError(
+            f"augment works on tensors in memory (it augments the TensorLoader's batches), got a "
+            f"{type(data).__name__}; augment in your own loader instead, or pass tensors"
+        )
 
     def run(net: nn.Module) -> History:
         loader = data
         if tensors is not None:
-            loader = TensorLoader(*tensors, batch_size=batch_size, seed=seed, device=where)
+            loader = TensorLoader(*tensors, batch_size=batch_size, seed=seed, device=where, augment=augment)
         return train.fit(
             net, loader, objective, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
             schedule=schedule, test=test, device=where, after_step=models.constrain_, progress=progress,

@@ -18,6 +18,7 @@ from kdlab import _checks, features, losses, models, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import TensorLoader, Tensors
 from kdlab.methods.common import ModelOrFactory, Plan, Result, as_factory, recipe, train_model
+from kdlab.methods.hinton import Teacher, teacher_targets
 from kdlab.train import History, Objective, fit
 
 REGRESSORS = ("conv", "fc")
@@ -257,7 +258,7 @@ def objective(temperature: float, alpha: float, total_steps: int | None = None) 
 def distill(
     student: ModelOrFactory,
     train: Tensors,
-    teacher_logits: Tensor,
+    teacher: Teacher,
     *,
     temperature: float,
     alpha: float,
@@ -271,21 +272,16 @@ def distill(
     """FitNets' stage 2: KD on the whole student, the soft-target weight annealed from ``alpha`` to 0.
 
     ``student`` builds a fresh student (KD alone), or is a student module whose copy is trained
-    (the hint-trained student of :func:`hint_stage`: the FitNet). ``teacher_logits``
-    (n, classes) are the teacher's outputs on ``train.x`` (:func:`kdlab.cache.logits`).
+    (the hint-trained student of :func:`hint_stage`: the FitNet). ``teacher`` is the teacher's
+    outputs on ``train.x`` (n, classes) (:func:`kdlab.cache.logits`), or the teacher module, run
+    on every batch (required with ``augment``; :func:`kdlab.methods.hinton.teacher_targets`).
     ``anneal=False`` keeps ``alpha`` fixed (Hinton et al.'s KD). ``fit_knobs``: ``lr``,
     ``seed``, ``optimizer``, ``device``... as in :func:`kdlab.methods.common.train_model`.
     """
-    if teacher_logits.shape[0] != len(train):
-        raise ValueError(
-            f"teacher_logits must hold one row per training example ({len(train)}), "
-            f"got {teacher_logits.shape[0]}"
-        )
     _checks.at_least("epochs", epochs, 1)
     _checks.at_least("batch_size", batch_size, 1)
     total_steps = epochs * math.ceil(len(train) / batch_size) if anneal else None
-    return train_model(
-        student, (train.x, train.y, teacher_logits.to(train.x.device)),
-        objective(temperature, alpha, total_steps), test=test, epochs=epochs, batch_size=batch_size,
-        cache=cache, **fit_knobs,
-    )
+    data, step = teacher_targets(teacher, (train.x, train.y), objective(temperature, alpha, total_steps),
+                                 augment=fit_knobs.get("augment"))
+    return train_model(student, data, step, test=test, epochs=epochs, batch_size=batch_size, cache=cache,
+                       **fit_knobs)

@@ -12,13 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, losses, metrics
+from kdlab import _checks, adapters, losses, metrics
+from kdlab.augment import Augment
 from kdlab.data import Tensors
 from kdlab.losses import soft
 from kdlab.methods.common import ModelOrFactory, Result, train_model
 from kdlab.train import History, Objective
 
 MIMIC_LOSSES = ("kl", "mse")
+# A teacher as its logits on the training inputs (computed once), or as the module itself (run per batch).
+Teacher = Tensor | nn.Module
 
 
 def _check_rows(teacher_logits: Tensor, n: int) -> None:
@@ -49,10 +52,34 @@ def objective(temperature: float, alpha: float) -> Objective:
     return distillation
 
 
+def teacher_targets(
+    teacher: Teacher, tensors: tuple[Tensor, ...], objective_: Objective, *, labels: bool = True,
+    augment: Augment | None = None,
+) -> tuple[tuple[Tensor, ...], Objective]:
+    """The loader's tensors and the objective for a teacher given as its outputs or as itself.
+
+    ``teacher`` is the teacher's logits on ``tensors[0]`` (n, classes), computed once
+    (:func:`kdlab.cache.logits`) and batched with the data as its last tensor; or the teacher
+    module, run on every batch in eval mode under ``torch.inference_mode()``
+    (:func:`kdlab.adapters.with_teacher`): the only right choice when ``augment`` changes the
+    inputs every epoch, so fixed logits with an active ``augment`` are an error.
+    """
+    if isinstance(teacher, nn.Module):
+        classes = int(metrics.predict(teacher, tensors[0][:2]).shape[1])
+        return tensors, adapters.with_teacher(teacher, objective_, classes, labels=labels)
+    if augment is not None and augment.active:
+        raise ValueError(
+            "teacher logits computed once cannot be used with augment: the inputs change every epoch, so "
+            "pass the teacher module itself (it then runs on every augmented batch)"
+        )
+    _check_rows(teacher, len(tensors[0]))
+    return (*tensors, teacher.to(tensors[0].device)), objective_
+
+
 def distill(
     student: ModelOrFactory,
     train: Tensors,
-    teacher_logits: Tensor,
+    teacher: Teacher,
     *,
     temperature: float,
     alpha: float,
@@ -61,17 +88,16 @@ def distill(
     **fit_knobs: Any,
 ) -> Result:
     """Train ``student`` (a factory, or a module whose copy is trained) on ``train`` with Hinton's loss
-    against ``teacher_logits``; returns ``(student, History)``.
+    against ``teacher``: its logits on ``train.x`` (n, classes), computed once
+    (:func:`kdlab.cache.logits`), or the teacher module, run on every batch (required with
+    ``augment``; see :func:`teacher_targets`). Returns ``(student, History)``.
 
-    ``teacher_logits`` (n, classes) are the teacher's outputs on ``train.x``, computed once
-    (:func:`kdlab.cache.logits`). ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``,
-    ``optimizer``, ``schedule``, ``device``... as in :func:`kdlab.methods.common.train_model`.
+    ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``, ``optimizer``, ``schedule``,
+    ``augment``, ``device``... as in :func:`kdlab.methods.common.train_model`.
     """
-    _check_rows(teacher_logits, len(train))
-    return train_model(
-        student, (train.x, train.y, teacher_logits.to(train.x.device)), objective(temperature, alpha),
-        test=test, cache=cache, **fit_knobs,
-    )
+    data, step = teacher_targets(teacher, (train.x, train.y), objective(temperature, alpha),
+                                 augment=fit_knobs.get("augment"))
+    return train_model(student, data, step, test=test, cache=cache, **fit_knobs)
 
 
 def mimic_objective(loss: str = "kl", temperature: float = 1.0) -> Objective:
@@ -97,7 +123,7 @@ def mimic_objective(loss: str = "kl", temperature: float = 1.0) -> Objective:
 def mimic(
     student: ModelOrFactory,
     x: Tensor,
-    teacher_logits: Tensor,
+    teacher: Teacher,
     *,
     loss: str = "kl",
     temperature: float = 1.0,
@@ -105,23 +131,22 @@ def mimic(
     cache: bool = False,
     **fit_knobs: Any,
 ) -> Result:
-    """Train a fresh student on unlabelled inputs ``x`` (n, ...) and the teacher's logits (n, classes) only.
+    """Train ``student`` on unlabelled inputs ``x`` (n, ...) and the teacher's outputs only (its logits
+    (n, classes), or the teacher module run per batch, see :func:`teacher_targets`).
 
     Bucila et al. (2006) and Ba & Caruana (2014): the teacher labels a transfer set, the student
     never sees a true label (see :func:`mimic_objective` for ``loss``). ``fit_knobs`` as in
     :func:`distill`.
     """
-    _check_rows(teacher_logits, len(x))
-    return train_model(
-        student, (x, teacher_logits.to(x.device)), mimic_objective(loss, temperature),
-        test=test, cache=cache, **fit_knobs,
-    )
+    data, step = teacher_targets(teacher, (x,), mimic_objective(loss, temperature), labels=False,
+                                 augment=fit_knobs.get("augment"))
+    return train_model(student, data, step, test=test, cache=cache, **fit_knobs)
 
 
 def sweep(
     student: ModelOrFactory,
     train: Tensors,
-    teacher_logits: Tensor,
+    teacher: Teacher,
     *,
     temperatures: Sequence[float],
     alphas: Sequence[float],
@@ -146,7 +171,7 @@ def sweep(
     return {
         (temperature, alpha): [
             distill(
-                student, train, teacher_logits, temperature=temperature, alpha=alpha, test=test,
+                student, train, teacher, temperature=temperature, alpha=alpha, test=test,
                 cache=cache, seed=seed, desc=f"T={temperature:g}, alpha={alpha:g}, seed {seed}", **fit_knobs,
             )[1]
             for seed in range(seeds)

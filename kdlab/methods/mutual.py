@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab import _checks, metrics, runtime
+from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.mutual import mutual_terms
 from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
-from kdlab.train import Evaluate, History, Objective, fit, make_optimizer
+from kdlab.train import Evaluate, History, Objective, Steps, fit, make_optimizer
 
 UPDATES = ("in_turn", "simultaneous", "independent")
 
@@ -179,7 +180,8 @@ def fit_cohort(
     optimizer: str = "adam",
     betas: tuple[float, float] | None = None,
     weight_decay: float = 0.0,
-    schedule: str | None = None,
+    schedule: str | Steps | None = None,
+    augment: Augment | None = None,
     eval_every: int = 1,
     device: str | torch.device | None = None,
     progress: bool | None = None,
@@ -189,10 +191,11 @@ def fit_cohort(
 
     One optimiser (``optimizer``, ``lr``, ``weight_decay``, Adam's ``betas`` if given, e.g. seed
     004's (0.5, 0.99)) over all students; batches from a :class:`~kdlab.data.TensorLoader` seeded
-    with ``seed`` over ``train``'s tensors, or ``train`` itself when it is a loader (``(x, y)``
-    batches); ``schedule="cosine"`` anneals the rate over all steps. With ``test``, logs
-    :func:`evaluation` every ``eval_every`` epochs and at the last one. Returns the cohort and
-    its :class:`~kdlab.train.History`.
+    with ``seed`` over ``train``'s tensors (inputs shifted and flipped on the device by ``augment``,
+    :mod:`kdlab.augment`), or ``train`` itself when it is a loader (``(x, y)`` batches);
+    ``schedule`` as in :func:`kdlab.train.fit`. With ``test``, logs :func:`evaluation` every
+    ``eval_every`` epochs and at the last one. Returns the cohort and its
+    :class:`~kdlab.train.History`.
     """
     students = cohort(students)
     where = runtime.device(device)
@@ -201,7 +204,9 @@ def fit_cohort(
     parameters = [p for p in students.parameters() if p.requires_grad]
     if isinstance(train, Tensors):
         check_classes(students, train.x.to(where))
-        loader = TensorLoader(train.x, train.y, batch_size=batch_size, seed=seed, device=where)
+        loader = TensorLoader(
+            train.x, train.y, batch_size=batch_size, seed=seed, device=where, augment=augment
+        )
     else:
         loader = train
     history = fit(
