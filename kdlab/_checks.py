@@ -7,6 +7,7 @@ mistake is fixed from the message alone.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,16 +15,38 @@ import torch
 from torch import Tensor
 
 
+class NotANumber(TypeError, ValueError):
+    """A value that should be a number is not one: a ``TypeError``, and a ``ValueError`` as these checks
+    raised before, so code catching either still does."""
+
+
+def number(name: str, value: Any) -> float:
+    """Reject a value that is not a real number (a string such as ``"4"``, a bool, None)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise NotANumber(f"{name} must be a number, got {value!r} (a {type(value).__name__})")
+    return value
+
+
 def positive(name: str, value: float) -> float:
-    """Reject ``value <= 0`` (and NaN)."""
-    if not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):
+    """Reject ``value <= 0`` (and NaN); a value that is not a number is a ``TypeError``."""
+    number(name, value)
+    if not (value > 0 and not math.isnan(value)):
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return value
 
 
+def finite_positive(name: str, value: float) -> float:
+    """Reject a value that is not a finite number > 0 (NaN and infinity included)."""
+    number(name, value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return positive(name, value)
+
+
 def in_range(name: str, value: float, low: float, high: float) -> float:
-    """Reject values outside the closed interval [low, high]."""
-    if not (isinstance(value, (int, float)) and low <= value <= high):
+    """Reject values outside the closed interval [low, high]; a non-number is a ``TypeError``."""
+    number(name, value)
+    if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
     return value
 
@@ -89,4 +112,22 @@ def finite(name: str, tensor: Tensor) -> Tensor:
     if not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name} must be finite, got {bad} NaN or infinite value(s)")
+    return tensor
+
+
+def finite_rows(name: str, tensor: Tensor, shown: int = 10, within: str = "") -> Tensor:
+    """Reject a floating tensor of examples (rows) holding NaN or infinity, naming how many values and
+    which rows (the first ``shown``; ``within`` follows them, e.g. ``" of the batch"``):
+    ``train.x holds 3 NaN/inf values at rows [4, 9, 17]``."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return tensor
+    bad = ~torch.isfinite(tensor.reshape(tensor.shape[0], -1))
+    count = int(bad.sum())
+    if count:
+        rows = bad.any(dim=1).nonzero().flatten().tolist()
+        listed = f"{rows[:shown]}"[:-1] + (", ...]" if len(rows) > shown else "]")
+        raise ValueError(
+            f"{name} holds {count} NaN/inf value{'s' if count > 1 else ''} at rows {listed}{within}; "
+            "clean or drop those examples before training"
+        )
     return tensor

@@ -5,14 +5,16 @@ computed once and cached (DESIGN.md, speed rules). A user's data may instead be 
 ``torch.utils.data.Dataset`` or ``DataLoader`` whose transforms augment every epoch differently;
 then cached outputs would be stale, so the teacher runs on each batch, in eval mode under
 ``torch.inference_mode()`` (:func:`with_teacher`), and training still goes through
-:func:`kdlab.train.fit`.
+:func:`kdlab.train.fit`. A loader is never read whole, so its batches are checked as they arrive
+(:class:`CheckedBatches`); tensors in memory are checked once (:func:`check_tensors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -21,25 +23,31 @@ from kdlab import _checks, metrics
 from kdlab.data import Tensors
 from kdlab.train import Objective
 
-Data = Tensors | tuple[Tensor, Tensor] | Dataset | DataLoader
+Data = Tensors | tuple[Tensor, Tensor] | tuple[np.ndarray, np.ndarray] | Dataset | DataLoader
 Batches = Iterable[tuple[Tensor, ...]]
 
 
 def as_tensors(data: Any, name: str = "train") -> Tensors | None:
     """``data`` as :class:`~kdlab.data.Tensors` when it already is tensors in memory, else ``None``.
 
-    ``Tensors`` (a :class:`~kdlab.data.Split` part), an ``(x, y)`` pair of tensors, or a plain
-    ``TensorDataset`` of two tensors count as tensors (nothing can augment them); any other
-    ``Dataset`` or a ``DataLoader`` returns ``None`` (it is read batch by batch).
+    ``Tensors`` (a :class:`~kdlab.data.Split` part), an ``(x, y)`` pair of tensors or NumPy arrays
+    (converted with ``torch.from_numpy``, dtypes kept), or a plain ``TensorDataset`` of two tensors
+    count as tensors (nothing can augment them); any other ``Dataset`` or a ``DataLoader`` returns
+    ``None`` (it is read batch by batch).
     """
     if isinstance(data, Tensors):
         return data
     if isinstance(data, TensorDataset) and len(data.tensors) == 2:
         return Tensors(*data.tensors)
     if isinstance(data, (tuple, list)):
-        if len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
-            raise TypeError(f"{name} as a tuple must be (x, y), two tensors, got {len(data)} item(s)")
-        return Tensors(data[0], data[1])
+        kinds = [type(t).__name__ for t in data]
+        if len(data) != 2 or not all(isinstance(t, (Tensor, np.ndarray)) for t in data):
+            raise TypeError(
+                f"{name} as a tuple must be (x, y), two tensors or NumPy arrays, got {len(data)} item(s) "
+                f"of types {kinds}"
+            )
+        x, y = (torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in data)
+        return Tensors(x, y)
     if isinstance(data, (Dataset, DataLoader)):
         return None
     raise TypeError(
@@ -68,13 +76,51 @@ def materialize(data: Data, name: str = "test") -> Tensors:
     batches = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256)
     xs, ys = [], []
     for k, batch in enumerate(batches):
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise TypeError(f"{name} must yield (x, y) batches, batch {k} is a {type(batch).__name__}")
+        check_batch(batch, name, k)
         xs.append(torch.as_tensor(batch[0]))
         ys.append(torch.as_tensor(batch[1]))
     if not xs:
         raise ValueError(f"{name} holds no examples")
     return Tensors(torch.cat(xs), torch.cat(ys))
+
+
+def check_batch(batch: Any, name: str, k: int) -> None:
+    """Require a batch ``(x, y, ...)`` (a tuple or list), naming ``name`` and the batch index ``k``;
+    a dict batch (``{"image": ..., "label": ...}``) is refused with what kdlab reads instead."""
+    if isinstance(batch, Mapping):
+        raise TypeError(
+            f"{name} must yield (x, y) batches (a tuple or list: inputs, then labels); batch {k} is a dict "
+            f"with keys {sorted(map(str, batch))}: kdlab does not read dict batches yet, so return (x, y) "
+            "from the Dataset's __getitem__"
+        )
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise TypeError(f"{name} must yield (x, y) batches, batch {k} is a {type(batch).__name__}")
+
+
+def check_tensors(tensors: Tensors, name: str) -> Tensors:
+    """Refuse an empty set and NaN or infinite inputs, naming ``name`` (``"train"``, ``"test"``) and the
+    rows: ``train.x holds 3 NaN/inf values at rows [4, 9, 17]``."""
+    if len(tensors) == 0:
+        raise ValueError(f"{name} holds no examples (x has shape {tuple(tensors.x.shape)})")
+    _checks.finite_rows(f"{name}.x", tensors.x)
+    return tensors
+
+
+def check_dtype(name: str, x: Tensor, models: Mapping[str, nn.Module]) -> None:
+    """Refuse inputs the models cannot take: uint8 images (convert with ``.float() / 255``) and
+    floating inputs of another dtype than a model's parameters (both dtypes named)."""
+    if x.dtype == torch.uint8:
+        raise TypeError(
+            f"{name} has dtype torch.uint8 (raw image bytes?), which the models cannot take; convert it "
+            "to floats in [0, 1] with x.float() / 255"
+        )
+    for role, model in models.items():
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if x.is_floating_point() and dtype is not None and x.dtype != dtype:
+            raise TypeError(
+                f"{name} has dtype {x.dtype} but the {role}'s parameters are {dtype}; convert the data "
+                f"with x.to({dtype}) (or the {role} with .to({x.dtype}))"
+            )
 
 
 def num_classes(model: nn.Module, example: Tensor, role: str) -> int:
@@ -107,6 +153,7 @@ def first_batch(data: Tensors | DataLoader | Dataset) -> tuple[Tensor, Tensor]:
     batch = next(iter(loader), None)
     if batch is None:
         raise ValueError("train holds no examples")
+    check_batch(batch, "train", 0)
     return torch.as_tensor(batch[0])[:2], torch.as_tensor(batch[1])[:2]
 
 
@@ -115,35 +162,78 @@ def with_teacher(teacher: nn.Module, objective: Objective, classes: int, labels:
     ``(x, y, teacher_logits)`` (or ``(x, teacher_logits)`` with ``labels=False``) to ``objective``.
 
     The teacher runs in eval mode (its batch-norm statistics and dropout stay fixed) under
-    ``torch.inference_mode()``: for augmented data, where caching would be wrong. Each batch's
-    labels are checked against ``classes``. Shapes: x (batch, ...), y (batch,) -> teacher_logits
-    (batch, classes).
+    ``torch.inference_mode()``: for augmented data, where caching would be wrong; its own mode is
+    restored after each batch. Each batch's labels are checked against ``classes``; with
+    ``labels=False`` a batch may be ``(x,)`` alone (a transfer set without labels). Shapes: x
+    (batch, ...), y (batch,) -> teacher_logits (batch, classes).
     """
     def distil(model: nn.Module, batch: tuple[Tensor, ...]) -> Any:
-        x, y = batch[0], batch[1]
-        _checks.labels("train labels", y, x.shape[0], classes)
-        teacher.to(x.device).eval()
-        with torch.inference_mode():
+        x = batch[0]
+        if labels:
+            _checks.labels("train labels", batch[1], x.shape[0], classes)
+        with metrics.eval_mode(teacher.to(x.device)), torch.inference_mode():
             teacher_logits = teacher(x).float()
         # An inference tensor cannot be saved for backward; a clone outside the mode is an ordinary one.
         teacher_logits = teacher_logits.clone()
-        return objective(model, (x, y, teacher_logits) if labels else (x, teacher_logits))
+        return objective(model, (x, batch[1], teacher_logits) if labels else (x, teacher_logits))
 
     return distil
 
 
-class CheckedLabels:
-    """A loader whose ``(x, y, ...)`` batches have their labels checked to lie in ``[0, classes)`` as
-    they arrive (a loader is never read whole); its length is the loader's."""
+class CheckedBatches:
+    """A loader whose batches are checked as they arrive (a loader is never read whole): each is an
+    ``(x, y, ...)`` tuple (not a dict), its ``x`` holds no NaN or infinity (``train batch 3: x holds 2
+    NaN/inf values at rows [0, 5] of the batch``) and its labels lie in ``[0, classes)``. Its length
+    is the loader's."""
 
-    def __init__(self, loader: Iterable[tuple[Tensor, ...]], classes: int) -> None:
+    def __init__(self, loader: Iterable[tuple[Tensor, ...]], classes: int, name: str = "train") -> None:
         self.loader = loader
         self.classes = classes
+        self.name = name
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
 
-    def __iter__(self) -> Any:
-        for batch in self.loader:
-            _checks.labels("train labels", batch[1], batch[0].shape[0], self.classes)
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        for k, batch in enumerate(self.loader):
+            check_batch(batch, self.name, k)
+            x = torch.as_tensor(batch[0])
+            _checks.finite_rows(f"{self.name} batch {k}: x", x, within=" of the batch")
+            _checks.labels(f"{self.name} labels", batch[1], x.shape[0], self.classes)
             yield batch
+
+
+# The name of CheckedBatches before it checked more than labels.
+CheckedLabels = CheckedBatches
+
+
+class ExportedModule(nn.Module):
+    """A ``torch.export`` program's module (``torch.export.load(path).module()``) as an ordinary
+    module, usable as a teacher: such a module refuses ``train()`` and ``eval()`` (its mode was fixed
+    when it was exported, as eval mode for :func:`kdlab.export.export_program`), so here both are
+    no-ops. Its layers are ``program``'s, named ``program.<name>``; forward hooks on them do not
+    fire (the program is one flat graph), so it cannot give intermediate features."""
+
+    def __init__(self, program: nn.Module) -> None:
+        super().__init__()
+        self.program = program
+        self.training = False
+
+    def train(self, mode: bool = True) -> ExportedModule:
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.program(x)
+
+
+def as_teacher(teacher: Any) -> nn.Module:
+    """``teacher`` as a module: a ``torch.export.ExportedProgram``, or the module it gives (whose
+    ``train()``/``eval()`` refuse), becomes an :class:`ExportedModule`; another module is itself."""
+    if isinstance(teacher, torch.export.ExportedProgram):
+        teacher = teacher.module()
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
+    # ExportedProgram.module() replaces train/eval on the instance by methods that raise.
+    if "train" in vars(teacher) or "eval" in vars(teacher):
+        return ExportedModule(teacher)
+    return teacher

@@ -19,13 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from kdlab import _checks, adapters, runtime
 from kdlab.data import Tensors
 from kdlab.methods import registry
-from kdlab.methods.common import as_factory
-from kdlab.train import History
+from kdlab.methods.common import Result, as_factory
 
 # The methods of distill (mutual learning, which has no teacher, is mutual()).
 METHODS = tuple(name for name, m in registry.METHODS.items() if m.teacher)
@@ -34,8 +33,13 @@ METHODS = tuple(name for name, m in registry.METHODS.items() if m.teacher)
 def _prepare(
     train: adapters.Data, test: adapters.Data | None, where: Any
 ) -> tuple[Tensors | None, Tensors | None]:
+    """The training set as tensors on ``where`` (``None`` for a loader, checked per batch instead) and the
+    test set read into memory; both checked for emptiness and NaN/inf inputs before any training."""
     tensors = adapters.as_tensors(train, "train")
     test_set = adapters.materialize(test, "test") if test is not None else None
+    for name, part in (("train", tensors), ("test", test_set)):
+        if part is not None:
+            adapters.check_tensors(part, name)
     return (tensors.to(where) if tensors is not None else None), test_set
 
 
@@ -46,6 +50,34 @@ def _check_labels(tensors: Tensors | None, test_set: Tensors | None, classes: in
         _checks.labels("test labels", test_set.y, len(test_set), classes)
 
 
+def _check_dtypes(
+    tensors: Tensors | None, probe: Tensor, test_set: Tensors | None, models: dict[str, nn.Module]
+) -> None:
+    adapters.check_dtype("train.x" if tensors is not None else "train's x (batch 0)", probe, models)
+    if test_set is not None:
+        adapters.check_dtype("test.x", test_set.x, models)
+
+
+def _check_numbers(knobs: dict[str, Any]) -> None:
+    """The numeric knobs every method shares, checked before any training: ``temperature`` a finite
+    number > 0, ``alpha`` a number in [0, 1], ``lr`` a finite number > 0 (None: the method's default)."""
+    if knobs.get("temperature") is not None:
+        _checks.finite_positive("temperature", knobs["temperature"])
+    if knobs.get("alpha") is not None:
+        _checks.in_range("alpha", knobs["alpha"], 0.0, 1.0)
+    _checks.finite_positive("lr", knobs["lr"])
+
+
+def _loader(train: adapters.Data, knobs: dict[str, Any], classes: int) -> adapters.CheckedBatches:
+    """A loader over ``train`` whose batches are checked as they arrive (:class:`adapters.CheckedBatches`)."""
+    if knobs["cache"]:
+        raise ValueError(
+            f"cache=True needs the training set as tensors in memory (Tensors or (x, y)): the cache key "
+            f"holds their content; got a {type(train).__name__}, so pass cache=False"
+        )
+    return adapters.CheckedBatches(adapters.as_loader(train, knobs["batch_size"], knobs["seed"]), classes)
+
+
 def distill(
     teacher: nn.Module,
     student: nn.Module | Callable[[], nn.Module],
@@ -53,9 +85,10 @@ def distill(
     test: adapters.Data | None = None,
     method: str = "hinton",
     **knobs: Any,
-) -> tuple[nn.Module, History]:
-    """Train ``student`` from ``teacher`` on ``train`` with ``method``; returns the trained student and
-    its :class:`~kdlab.train.History` (last-epoch test metrics when ``test`` is given).
+) -> Result:
+    """Train ``student`` from ``teacher`` on ``train`` with ``method``; returns the
+    :class:`~kdlab.methods.common.Result`, read as ``student, history = kdlab.distill(...)`` (the
+    History has last-epoch test metrics when ``test`` is given; ``stages`` holds every stage's).
 
     ``student`` is a module (a trained copy is returned; the module passed is left as it is, and
     its weights are the starting point) or a function building one (built after seeding with
@@ -94,15 +127,23 @@ def distill(
       in (:func:`kdlab.methods.tsne.distill`, whose ``alpha`` is ``tsne_alpha`` here and whose
       ``soft_alpha`` is ``alpha``; layers default to its ``"fc"``; no ``weight_decay``).
 
-    ``fitnets``, ``fsp`` and ``tsne`` need tensors in memory. Errors: an unknown method or knob (listing
-    the valid ones), teacher and student with different class counts, a layer name the model
-    lacks (listing close matches), labels outside ``[0, classes)``.
+    ``fitnets``, ``fsp`` and ``tsne`` need tensors in memory. ``teacher`` may also be a
+    ``torch.export`` program (or the module ``torch.export.load(path).module()`` gives), which runs
+    as it was exported (:class:`kdlab.adapters.ExportedModule`); ``train``/``test`` may also be an
+    ``(x, y)`` pair of NumPy arrays.
+
+    Errors, all before any training: an unknown method or knob (listing the valid ones), a
+    ``temperature`` that is not a finite number > 0, teacher and student with different class
+    counts, a layer name the model lacks (listing close matches), labels outside ``[0, classes)``,
+    an empty ``train`` or ``test``, NaN or infinite inputs (naming the rows; a loader's batches
+    are checked as they arrive), uint8 inputs (convert with ``.float() / 255``), inputs of another
+    floating dtype than the models' parameters, dict batches (kdlab reads ``(x, y)`` batches).
     """
     _checks.choice("method", method, METHODS)
     entry = registry.method(method)
     knobs = entry.resolve(knobs)
-    if not isinstance(teacher, nn.Module):
-        raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
+    _check_numbers(knobs)
+    teacher = adapters.as_teacher(teacher)
     make_student = as_factory(student, "student")
     where = runtime.device(knobs["device"])
     knobs["device"] = where
@@ -114,11 +155,12 @@ def distill(
         )
     teacher.to(where)
     probe = adapters.first_batch(tensors if tensors is not None else train)[0].to(where)
-    classes = adapters.check_classes(teacher, make_student().to(where), probe)
+    first_student = make_student().to(where)
+    _check_dtypes(tensors, probe, test_set, {"teacher": teacher, "student": first_student})
+    classes = adapters.check_classes(teacher, first_student, probe)
     _check_labels(tensors, test_set, classes)
-    data = tensors if tensors is not None else adapters.as_loader(train, knobs["batch_size"], knobs["seed"])
-    result = entry.run(teacher, make_student, data, test_set, knobs, classes)
-    return result.model, result.history
+    data = tensors if tensors is not None else _loader(train, knobs, classes)
+    return entry.run(teacher, make_student, data, test_set, knobs, classes)
 
 
 def mutual(
@@ -126,7 +168,7 @@ def mutual(
     train: adapters.Data,
     test: adapters.Data | None = None,
     **knobs: Any,
-) -> tuple[nn.ModuleList, History]:
+) -> Result:
     """Zhang et al. (2018), Deep Mutual Learning: train the K >= 2 students of ``cohort`` together, each on
     the labels and on the KL divergence to its peers' predictions (batch means), with no teacher.
 
@@ -136,13 +178,15 @@ def mutual(
     ``eval_every``, and the training knobs of :func:`distill`. Returns the trained cohort
     (``nn.ModuleList``; student k is ``cohort[k]``) and the History of
     :func:`kdlab.methods.mutual.evaluation` (``test_error/k``, ``test_error/ensemble``...), through
-    :func:`kdlab.methods.mutual.train` (tensors or a loader).
+    :func:`kdlab.methods.mutual.train` (tensors or a loader). The data are checked as in
+    :func:`distill`, before any training.
     """
     entry = registry.method("mutual")
     fixed = sorted(set(knobs) & {"students", "cohort"})
     if fixed:
         raise ValueError(f"unknown knob(s) {fixed} for mutual: the students are the cohort argument")
     knobs = entry.resolve(knobs)
+    _check_numbers(knobs)
     if isinstance(cohort, nn.Module) and not isinstance(cohort, nn.ModuleList):
         raise TypeError("cohort must be a sequence of students (modules or factories), got a single module")
     factories = [as_factory(s, f"cohort[{k}]") for k, s in enumerate(cohort)]
@@ -152,8 +196,9 @@ def mutual(
     knobs["device"] = where
     tensors, test_set = _prepare(train, test, where)
     probe = adapters.first_batch(tensors if tensors is not None else train)[0].to(where)
-    classes = {adapters.num_classes(make().to(where), probe, f"cohort[{k}]")
-               for k, make in enumerate(factories)}
+    students = {f"cohort[{k}]": make().to(where) for k, make in enumerate(factories)}
+    _check_dtypes(tensors, probe, test_set, students)
+    classes = {adapters.num_classes(student, probe, role) for role, student in students.items()}
     if len(classes) != 1:
         raise ValueError(
             f"every student of a cohort must predict the same number of classes, got {sorted(classes)}"
@@ -161,9 +206,8 @@ def mutual(
     (count,) = classes
     _check_labels(tensors, test_set, count)
     knobs["students"] = factories
-    data = tensors if tensors is not None else adapters.as_loader(train, knobs["batch_size"], knobs["seed"])
-    result = entry.run(None, factories[0], data, test_set, knobs, count)
-    return result.model, result.history
+    data = tensors if tensors is not None else _loader(train, knobs, count)
+    return entry.run(None, factories[0], data, test_set, knobs, count)
 
 
 def knobs_of(method: str) -> dict[str, Any]:

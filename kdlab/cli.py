@@ -9,17 +9,36 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from kdlab import cli_distill
+from kdlab import cli_distill, runtime
 from kdlab.book import runner
 from kdlab.book.profiles import PROFILES
+
+
+def _check_device(name: str) -> None:
+    """Refuse a device this machine lacks before any chapter starts (not in a papermill traceback)."""
+    try:
+        runtime.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name}: {error}") from None
+
+
+def _chapters(root: Path, chapter: str) -> list[str]:
+    """The chapters ``kdlab run CHAPTER`` runs: every chapter for ``all``, else ``chapter`` if it is one."""
+    known = runner.chapters(root)
+    if chapter == "all":
+        return known
+    if chapter not in known:
+        raise ValueError(f"chapter must be one of {known} (or 'all'), got {chapter!r}")
+    return [chapter]
 
 
 def _run(args: argparse.Namespace) -> int:
     root = runner.find_root(args.root)
     parameters = cli_distill.parse_parameters(args.parameter or [])
     if args.device is not None:
+        _check_device(args.device)
         parameters["device"] = args.device
-    names = runner.chapters(root) if args.chapter == "all" else [args.chapter]
+    names = _chapters(root, args.chapter)
     out = Path(args.out or root / "_build" / "runs" / args.profile)
     for name in names:
         print(f"kdlab: running {name} at profile {args.profile} -> {out / (name + '.ipynb')}", flush=True)

@@ -4,10 +4,12 @@
         --data digits --method hinton -p temperature=4 -p epochs=20 --out runs/student
 
 The teacher is a file: a whole module saved with ``torch.save(model, path)`` (unpickled, so load
-only files you trust) or a ``torch.export`` program (``.pt2``). The student is such a file too,
-or a call of a :mod:`kdlab.models` factory (``mlp(sizes=(64, 32, 10))``) or of any importable
-function (``torchvision.models.resnet18(num_classes=10)``), with literal arguments. Training goes
-through :func:`kdlab.api.distill`; ``--out`` receives ``student.pt`` (the trained module),
+only files you trust) or a ``torch.export`` program (``.pt2``, run as it was exported). The student
+is such a file too, or a call of a model factory with literal arguments: a :mod:`kdlab.models`
+factory (``mlp(sizes=(64, 32, 10))``), or a callable under ``torchvision.models``
+(``torchvision.models.resnet18(num_classes=10)``) or ``timm`` (when installed); any other name is
+refused, and no code runs but that factory. Training goes through :func:`kdlab.api.distill`;
+``--out`` receives ``student.pt`` (the trained module),
 ``results.json`` (method, knobs, accuracies, sizes, the per-epoch history) and, with ``--onnx``,
 ``student.onnx`` with its largest difference from PyTorch's outputs on the test set.
 """
@@ -24,7 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab import api, data, export, metrics, runtime
+from kdlab import adapters, api, data, export, metrics, runtime
+
+# Where a student factory may come from: a call of anything else is refused before it is imported.
+FACTORY_MODULES = ("kdlab.models", "torchvision.models", "timm")
 
 
 def parse_value(text: str) -> Any:
@@ -47,12 +52,13 @@ def parse_parameters(pairs: list[str]) -> dict[str, Any]:
 
 
 def load_module(path: str | Path, role: str) -> nn.Module:
-    """The module saved at ``path``: ``torch.export`` programs (``.pt2``) or ``torch.save``'d modules."""
+    """The module saved at ``path``: a ``torch.export`` program (``.pt2``, as an
+    :class:`~kdlab.adapters.ExportedModule`, which runs as it was exported) or a ``torch.save``'d module."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{role} file {str(path)!r} does not exist")
     if path.suffix == ".pt2":
-        return torch.export.load(str(path)).module()
+        return adapters.as_teacher(torch.export.load(str(path)))
     loaded = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(loaded, nn.Module):
         raise ValueError(
@@ -62,26 +68,47 @@ def load_module(path: str | Path, role: str) -> nn.Module:
     return loaded
 
 
+def _allowed(module_name: str) -> bool:
+    return any(module_name == root or module_name.startswith(root + ".") for root in FACTORY_MODULES)
+
+
+def _refuse(name: str, why: str) -> ValueError:
+    from kdlab import models
+
+    factories = [n for n in models.__all__ if callable(getattr(models, n)) and n.islower() and n[-1] != "_"]
+    return ValueError(
+        f"student {name!r} {why}; a student is built only by a kdlab.models factory ({factories}) or a "
+        "callable under torchvision.models or timm (e.g. torchvision.models.resnet18), so that no other "
+        "code runs"
+    )
+
+
 def _resolve(name: str) -> Any:
+    """The factory ``name`` names: a :mod:`kdlab.models` name, or a public callable defined under
+    :data:`FACTORY_MODULES`; anything else is refused before any module is imported."""
     from kdlab import models
 
     if "." not in name:
-        if not hasattr(models, name):
-            raise ValueError(
-                f"student {name!r} is not a kdlab model; kdlab's models are {list(models.__all__)}, or give "
-                "a dotted name such as torchvision.models.resnet18"
-            )
+        if name not in models.__all__ or not callable(getattr(models, name)):
+            raise _refuse(name, "is not a kdlab model")
         return getattr(models, name)
     module_name, _, attribute = name.rpartition(".")
+    if not _allowed(module_name) or attribute.startswith("_"):
+        raise _refuse(name, "is not an allowed model factory")
     try:
-        return getattr(importlib.import_module(module_name), attribute)
+        factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise ValueError(f"student {name!r} cannot be imported ({error})") from None
+    # A name re-exported from elsewhere (a torch.hub helper) is not a model factory of these packages.
+    if not callable(factory) or not _allowed(getattr(factory, "__module__", None) or ""):
+        raise _refuse(name, "is not an allowed model factory")
+    return factory
 
 
 def build_student(spec: str) -> nn.Module:
-    """A student from ``spec``: a saved module's path, or a call such as ``lenet(image_size=8)`` whose
-    arguments are Python literals (``ast.literal_eval``: no code runs but the factory)."""
+    """A student from ``spec``: a saved module's path, or a call such as ``lenet(image_size=8)`` of a
+    :mod:`kdlab.models` factory or a callable under ``torchvision.models`` or ``timm``, whose arguments
+    are Python literals (``ast.literal_eval``: no code runs but the factory; other names are refused)."""
     if Path(spec).exists():
         return load_module(spec, "student")
     try:
@@ -153,7 +180,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--teacher", required=True, help="torch.save'd module or torch.export .pt2 file")
-    parser.add_argument("--student", required=True, help="a saved module, or a call like 'mlp((64, 32, 10))'")
+    parser.add_argument(
+        "--student", required=True,
+        help="a saved module, or a call with literal arguments of a kdlab.models factory (like "
+        "'mlp((64, 32, 10))') or of a callable under torchvision.models or timm; nothing else is run",
+    )
     parser.add_argument("--data", required=True, choices=data.NAMES, help="a kdlab data set")
     parser.add_argument("--method", default="hinton", choices=[m for m in api.METHODS if m != "tsne"])
     parser.add_argument(

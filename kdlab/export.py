@@ -81,12 +81,12 @@ def deployment(
 def export_program(model: nn.Module, example: Tensor, path: str | os.PathLike | None = None):
     """``torch.export.export`` of ``model`` (eval mode) on ``example`` with a dynamic batch dimension;
     saved to ``path`` (a ``.pt2`` file, reloaded with ``torch.export.load``) when given. Returns the
-    ``ExportedProgram``; ``program.module()(x)`` runs it."""
-    model.eval()
+    ``ExportedProgram``; ``program.module()(x)`` runs it. ``model`` is left in the mode it had."""
     if example.shape[0] < 2:  # a batch of one would be specialised to a constant size
         example = torch.cat([example, example])
     batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    with metrics.eval_mode(model):
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     if path is not None:
         torch.export.save(program, str(path))
     return program
@@ -102,11 +102,18 @@ def to_onnx(
     ``dynamo=False`` uses the TorchScript-based exporter: for plain classifiers it takes a fraction
     of a second, needs no ``onnxscript``, and its deprecation warning is silenced here.
     ``dynamo=True`` uses the ``torch.export``-based exporter (needs ``onnxscript``; slower to start).
+    ``model`` is left in the mode it had.
     """
     onnx = _optional("onnx", "exporting to ONNX")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.eval()
+    with metrics.eval_mode(model):
+        _onnx_export(model, example, path, opset, dynamo)
+    onnx.checker.check_model(onnx.load(str(path)))
+    return path
+
+
+def _onnx_export(model: nn.Module, example: Tensor, path: Path, opset: int, dynamo: bool) -> None:
     names = dict(input_names=["x"], output_names=["logits"], opset_version=opset)
     if dynamo:
         _optional("onnxscript", "the torch.export-based ONNX exporter")
@@ -120,8 +127,6 @@ def to_onnx(
             warnings.simplefilter("ignore", DeprecationWarning)
             axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
             torch.onnx.export(model, (example,), str(path), dynamic_axes=axes, dynamo=False, **names)
-    onnx.checker.check_model(onnx.load(str(path)))
-    return path
 
 
 def onnx_predict(path: str | os.PathLike, x: Tensor, batch_size: int = 1000) -> Tensor:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 from kdlab import _checks
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; afterwards every submodule is back in the mode it had
+    (a caller's model in training mode stays so, and so does a submodule it had frozen in eval mode)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 @torch.inference_mode()
@@ -16,13 +31,9 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
 
     The model's train/eval mode is restored afterwards. Shapes: (n, ...) -> (n, classes).
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = next(model.parameters()).device
         outputs = [model(x[i : i + batch_size].to(device)).float() for i in range(0, x.shape[0], batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(outputs).to(x.device)
 
 

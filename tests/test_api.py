@@ -79,7 +79,8 @@ def test_born_again_chains_hinton_generations_each_seeded_afresh_as_the_recipe(t
     assert same_weights(student, second)
     same_seed, _ = hinton.distill(lambda: net(), train, first(train.x).detach(), seed=3, **knobs)
     assert not same_weights(student, same_seed)
-    sequence = born_again.born_again(lambda: net(), train, generations=2, seed=3, **knobs)
+    result = born_again.born_again(lambda: net(), train, generations=2, seed=3, **knobs)
+    sequence = result.produced["generations"]
     assert [born_again.generation_seed(3, g.index) for g in sequence] == [3, 1003, 2003]
 
 

@@ -70,3 +70,26 @@ def test_born_again_and_mutual_learning_train_on_augmented_batches(digits):
     plain, _ = mutual.train([student, student], digits, test=digits, **KNOBS)
     assert len(cohort) == 2 and "test_error/ensemble" in history.keys()
     assert not same(cohort, plain)
+
+
+def test_mimicry_of_a_teacher_module_on_unlabelled_augmented_inputs(digits):
+    teacher = teacher_net()
+    fixed, _ = hinton.mimic(student, digits.x, metrics.predict(teacher, digits.x), loss="mse", **KNOBS)
+    per_batch, _ = hinton.mimic(student, digits.x, teacher, loss="mse", **KNOBS)
+    for a, b in zip(fixed.parameters(), per_batch.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    jittered, _ = hinton.mimic(student, digits.x, teacher, loss="mse", augment=augment.JITTER, **KNOBS)
+    assert not same(jittered, per_batch)
+
+
+def test_distill_takes_augment_for_every_method_that_can_use_it(digits):
+    import kdlab
+
+    teacher = teacher_net()
+    knobs = dict(KNOBS, augment=augment.JITTER)
+    for method in ("hinton", "logits", "born_again"):
+        model, history = kdlab.distill(teacher, student, digits, digits, method=method, **knobs)
+        plain, _ = kdlab.distill(teacher, student, digits, digits, method=method, **KNOBS)
+        assert not same(model, plain), method
+    with pytest.raises(ValueError, match="'tsne' takes no augment"):
+        kdlab.distill(teacher, student, digits, method="tsne", perplexity=5.0, **knobs)

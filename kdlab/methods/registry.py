@@ -5,14 +5,15 @@ chapter's comparison (:mod:`kdlab.book.compare`) all read :data:`METHODS`; none 
 an ``if`` chain of its own. Each entry's ``run`` calls the method's recipes in
 :mod:`kdlab.methods` with a teacher (a trained module; none for mutual learning), a student
 factory, the training data (``Tensors``, or a loader for the methods that allow one), the test set
-and the resolved knobs, and returns a :class:`Result`.
+and the resolved knobs, and returns the recipes' :class:`~kdlab.methods.common.Result` (the
+trained model, its History, every stage's History by name).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -21,31 +22,16 @@ from torch import nn
 from kdlab import _checks, adapters, cache, features, models
 from kdlab.data import Tensors
 from kdlab.methods import born_again, fitnets, fsp, hinton, mutual, tsne
-from kdlab.methods.common import train_model
-from kdlab.train import History
+from kdlab.methods.common import Result, train_model
 
 # The training knobs every method takes (those of kdlab.methods.common.train_model), with defaults.
 TRAINING_KNOBS: Mapping[str, Any] = MappingProxyType({
     "epochs": 10, "lr": 1e-3, "batch_size": 128, "seed": 0, "optimizer": "adam", "weight_decay": 0.0,
-    "schedule": None, "device": None, "progress": None, "cache": False,
+    "schedule": None, "augment": None, "device": None, "progress": None, "cache": False,
 })
 
 # Hinton et al. (2015) used T = 20 on MNIST; alpha = 0.9 weights the soft term as the book's chapters do.
 HINTON_TEMPERATURE, HINTON_ALPHA = 20.0, 0.9
-
-
-@dataclass
-class Result:
-    """What a method produced: the trained ``model`` (a cohort ``nn.ModuleList`` for mutual learning)
-    and each stage's History, in order (``stages[-1]`` trained the model returned)."""
-
-    model: nn.Module
-    stages: dict[str, History] = field(default_factory=dict)
-
-    @property
-    def history(self) -> History:
-        """The History of the last stage."""
-        return list(self.stages.values())[-1]
 
 
 # run(teacher, student factory, train data, test set, knobs, number of classes) -> Result
@@ -57,9 +43,10 @@ Runner = Callable[
 @dataclass(frozen=True)
 class Method:
     """One method: its ``name`` (``kdlab.distill(method=...)``), ``label`` (tables), ``paper``,
-    ``stages`` (the names of what it trains, in order), its own ``knobs`` and their defaults (the
-    training knobs, :data:`TRAINING_KNOBS`, come on top), ``run`` (see the module), whether it
-    needs the training set as tensors in memory (``tensors_only``) and whether it has a teacher."""
+    ``stages`` (what it trains, in order, as its Result's ``stages`` names them), its own ``knobs``
+    and their defaults (the training knobs, :data:`TRAINING_KNOBS`, come on top), ``run`` (see the
+    module), whether it needs the training set as tensors in memory (``tensors_only``) and whether
+    it has a teacher."""
 
     name: str
     label: str
@@ -93,30 +80,34 @@ def training(knobs: Mapping[str, Any]) -> dict[str, Any]:
     return {name: knobs[name] for name in TRAINING_KNOBS}
 
 
+def _targets(teacher: nn.Module, data: Tensors, knobs: Mapping[str, Any]) -> Any:
+    """The teacher's logits on ``data.x``, computed once (and cached with the teacher), or the teacher
+    itself, run on every batch, when ``augment`` changes the inputs every epoch."""
+    augment = knobs.get("augment")
+    return teacher if augment is not None and augment.active else cache.logits(teacher, data.x)
+
+
 def _by_batch(teacher: nn.Module, objective: Any, classes: int, labels: bool = True) -> Any:
     return adapters.with_teacher(teacher, objective, classes, labels=labels)
 
 
 def _hinton(teacher, make, data, test, knobs, classes) -> Result:
     if isinstance(data, Tensors):
-        model, history = hinton.distill(
-            make, data, cache.logits(teacher, data.x), temperature=knobs["temperature"], alpha=knobs["alpha"],
+        return hinton.distill(
+            make, data, _targets(teacher, data, knobs), temperature=knobs["temperature"],
+            alpha=knobs["alpha"],
             test=test, desc="hinton", **training(knobs),
         )
-    else:
-        objective = _by_batch(teacher, hinton.objective(knobs["temperature"], knobs["alpha"]), classes)
-        model, history = train_model(make, data, objective, test=test, desc="hinton", **training(knobs))
-    return Result(model, {"distil": history})
+    objective = _by_batch(teacher, hinton.objective(knobs["temperature"], knobs["alpha"]), classes)
+    return train_model(make, data, objective, test=test, desc="hinton", **training(knobs))
 
 
 def _logits(teacher, make, data, test, knobs, classes) -> Result:
     if isinstance(data, Tensors):
-        model, history = hinton.mimic(make, data.x, cache.logits(teacher, data.x), loss="mse", test=test,
-                                      desc="logits", **training(knobs))
-    else:
-        objective = _by_batch(teacher, hinton.mimic_objective("mse"), classes, labels=False)
-        model, history = train_model(make, data, objective, test=test, desc="logits", **training(knobs))
-    return Result(model, {"regress": history})
+        return hinton.mimic(make, data.x, _targets(teacher, data, knobs), loss="mse", test=test,
+                            desc="logits", **training(knobs))
+    objective = _by_batch(teacher, hinton.mimic_objective("mse"), classes, labels=False)
+    return train_model(make, data, objective, test=test, desc="logits", **training(knobs))
 
 
 def _stage_epochs(knobs: Mapping[str, Any]) -> int:
@@ -132,24 +123,44 @@ def _fitnets(teacher, make, data, test, knobs, classes) -> Result:
     features.check_layers(teacher, knobs["hint"], "hint (a teacher layer)")
     features.check_layers(make(), knobs["guided"], "guided (a student layer)")
     fit = training(knobs)
-    guided, _, hint_history = fitnets.hint_stage(
+    guided, hint_history = fitnets.hint_stage(
         make, teacher, data, hint=knobs["hint"], guided=knobs["guided"], epochs=_stage_epochs(knobs),
         lr=fit["lr"], batch_size=fit["batch_size"], seed=fit["seed"], regressor=knobs["regressor"],
         device=fit["device"], cache=fit["cache"], progress=fit["progress"],
     )
     model, history = fitnets.distill(
-        guided, data, cache.logits(teacher, data.x), temperature=knobs["temperature"], alpha=knobs["alpha"],
+        guided, data, _targets(teacher, data, knobs), temperature=knobs["temperature"], alpha=knobs["alpha"],
         anneal=knobs["anneal"], test=test, desc="fitnets", **fit,
     )
-    return Result(model, {"hint stage": hint_history, "KD": history})
+    return Result(model, history, {"hint stage": hint_history, "KD": history})
+
+
+def _default_pairs(model: nn.Module, knob: str, role: str) -> fsp.Pairs:
+    """kdlab's resnet pairs (:data:`kdlab.models.FSP_PAIRS`) when ``model`` has those layers; else an
+    error saying that ``knob`` must be given for this model, with some of its layer names."""
+    names = features.layer_names(model)
+    missing = [name for pair in models.FSP_PAIRS for name in pair if name not in names]
+    if missing:
+        shown = names if len(names) <= 12 else names[:12] + ["..."]
+        raise ValueError(
+            f"method 'fsp': {knob} must be given for this {role}: the default pairs are the layers of "
+            f"kdlab's resnet (kdlab.models.FSP_PAIRS), and the {role} has no layer {missing[0]!r}; give "
+            f"{knob}=[(first, second), ...], two layers with maps of one spatial size each, from its layers "
+            f"{shown} (kdlab.features.layer_names lists them all)"
+        )
+    return models.FSP_PAIRS
 
 
 def _fsp(teacher, make, data, test, knobs, classes) -> Result:
-    pairs = knobs["pairs"] if knobs["pairs"] is not None else models.FSP_PAIRS
-    teacher_pairs = knobs["teacher_pairs"] if knobs["teacher_pairs"] is not None else pairs
-    features.check_layers(make(), [name for pair in pairs for name in pair], "pairs (student layers)")
+    student, given = make(), knobs["pairs"]
+    pairs = given if given is not None else _default_pairs(student, "pairs", "student")
+    teacher_pairs = knobs["teacher_pairs"]
+    if teacher_pairs is None:
+        teacher_pairs = pairs if given is not None else _default_pairs(teacher, "teacher_pairs", "teacher")
+    features.check_layers(student, [name for pair in pairs for name in pair], "pairs (student layers)")
     features.check_layers(
-        teacher, [name for pair in teacher_pairs for name in pair], "teacher_pairs (teacher layers)"
+        teacher, [name for pair in teacher_pairs for name in pair],
+        "teacher_pairs (teacher layers; by default the names of pairs)",
     )
     fit = training(knobs)
     init, stage = fsp.fsp_stage(
@@ -158,7 +169,7 @@ def _fsp(teacher, make, data, test, knobs, classes) -> Result:
         device=fit["device"], cache=fit["cache"], progress=fit["progress"],
     )
     model, history = fsp.train_from(init, data, test=test, desc="fsp", **fit)
-    return Result(model, {"FSP stage": stage, "training": history})
+    return Result(model, history, {"FSP stage": stage, "training": history})
 
 
 def _tsne(teacher, make, data, test, knobs, classes) -> Result:
@@ -168,24 +179,27 @@ def _tsne(teacher, make, data, test, knobs, classes) -> Result:
     features.check_layers(teacher, teacher_layer, "teacher_layer (a teacher layer)")
     if knobs["weight_decay"]:
         raise ValueError(f"method 'tsne' takes no weight_decay, got {knobs['weight_decay']!r}")
-    fit = {k: v for k, v in training(knobs).items() if k != "weight_decay"}
-    model, history = tsne.distill(
+    if knobs["augment"] is not None:
+        raise ValueError(
+            f"method 'tsne' takes no augment, got {knobs['augment']!r}: its P matrices belong to fixed "
+            "batches of fixed inputs"
+        )
+    fit = {k: v for k, v in training(knobs).items() if k not in ("weight_decay", "augment")}
+    return tsne.distill(
         make, data, teacher, beta=knobs["beta"], tsne_alpha=knobs["tsne_alpha"],
         perplexity=knobs["perplexity"], pca_dim=knobs["pca_dim"], layer=layer, teacher_layer=teacher_layer,
         temperature=knobs["temperature"], alpha=knobs["alpha"], test=test, **fit,
     )
-    return Result(model, {"distil": history})
 
 
 def _born_again(teacher, make, data, test, knobs, classes) -> Result:
     _checks.at_least("generations", knobs["generations"], 1)
     fit = training(knobs)
     if isinstance(data, Tensors):
-        sequence = born_again.descend(
+        return born_again.descend(
             teacher, make, data, generations=knobs["generations"], temperature=knobs["temperature"],
             alpha=knobs["alpha"], test=test, **fit,
         )
-        return Result(sequence[-1].model, {g.name: g.history for g in sequence})
     # A loader: the teacher of each generation runs per batch, with the same seeds as descend's.
     previous, stages = teacher, {}
     for k in range(1, knobs["generations"] + 1):
@@ -194,23 +208,22 @@ def _born_again(teacher, make, data, test, knobs, classes) -> Result:
             make, data, objective, test=test, desc=f"BAN-{k}",
             **{**fit, "seed": born_again.generation_seed(fit["seed"], k)},
         )
-    return Result(previous, stages)
+    return Result(previous, stages[f"BAN-{knobs['generations']}"], stages)
 
 
 def _mutual(_teacher, make, data, test, knobs, classes) -> Result:
     fit = {k: v for k, v in training(knobs).items() if k != "seed"}
     students = knobs["students"] or [make] * knobs["cohort"]
-    if not isinstance(data, Tensors):
-        data = adapters.CheckedLabels(data, classes)
+    if not isinstance(data, (Tensors, adapters.CheckedBatches)):  # kdlab.mutual gives checked batches
+        data = adapters.CheckedBatches(data, classes)
     dml = {name: knobs[name] for name in ("update", "temperature", "ensemble", "betas", "eval_every")}
-    cohort, history = mutual.train(students, data, seed=knobs["seed"], test=test, **dml, **fit)
-    return Result(cohort, {"cohort": history})
+    return mutual.train(students, data, seed=knobs["seed"], test=test, **dml, **fit)
 
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
-    Method("hinton", "Hinton KD", "Hinton, Vinyals & Dean (2015)", ("distil",),
+    Method("hinton", "Hinton KD", "Hinton, Vinyals & Dean (2015)", ("training",),
            MappingProxyType({"temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA}), _hinton),
-    Method("logits", "logit regression", "Ba & Caruana (2014)", ("regress",), MappingProxyType({}), _logits),
+    Method("logits", "logit regression", "Ba & Caruana (2014)", ("training",), MappingProxyType({}), _logits),
     Method("fitnets", "FitNets", "Romero et al. (2015)", ("hint stage", "KD"),
            MappingProxyType({"hint": None, "guided": None, "stage_epochs": None,
                              "temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA, "anneal": True,
@@ -219,14 +232,15 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("fsp", "FSP", "Yim et al. (2017)", ("FSP stage", "training"),
            MappingProxyType({"pairs": None, "teacher_pairs": None, "weights": None, "stage_epochs": None}),
            _fsp, tensors_only=True),
-    Method("tsne", "t-SNE regularizer", "Qiao, tsneNet (2017)", ("distil",),
+    Method("tsne", "t-SNE regularizer", "Qiao, tsneNet (2017)", ("training",),
            MappingProxyType({"beta": 0.1, "tsne_alpha": math.inf, "perplexity": 20.0, "pca_dim": 50,
                              "layer": None, "teacher_layer": None, "temperature": None, "alpha": None}),
            _tsne, tensors_only=True),
-    # Furlanello et al.'s loss: cross-entropy plus the teacher's T = 1 probabilities (alpha = 0.5).
+    # Furlanello et al.'s loss: cross-entropy plus the teacher's T = 1 probabilities (alpha = 0.5); one
+    # stage per generation, BAN-1 .. BAN-<generations>.
     Method("born_again", "Born-Again", "Furlanello et al. (2018)", ("BAN-1",),
            MappingProxyType({"generations": 1, "temperature": 1.0, "alpha": 0.5}), _born_again),
-    Method("mutual", "DML", "Zhang, Xiang, Hospedales & Lu (2018)", ("cohort",),
+    Method("mutual", "DML", "Zhang, Xiang, Hospedales & Lu (2018)", ("training",),
            MappingProxyType({"cohort": 2, "students": None, "update": "in_turn", "temperature": 1.0,
                              "ensemble": False, "betas": None, "eval_every": 1}),
            _mutual, teacher=False),
