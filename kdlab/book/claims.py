@@ -144,7 +144,9 @@ def verdict(ours: Any, baseline: Any, better: str = "lower", level: float = LEVE
     sd / sqrt(n) with the sample sd; ``"held"`` when the interval excludes 0 on the ``better`` side
     (below 0 for ``"lower"``), ``"contradicted"`` when it excludes 0 on the other side, ``"not
     decided at this scale"`` when it contains 0. One difference has no interval: not decided, "one
-    seed". Equal differences (sd 0) make the interval the point itself, which decides unless it is 0.
+    seed". Equal differences (sd 0) give no interval either: the spread is not estimated, only
+    unseen (error counts are whole numbers, so two seeds can agree by chance), so they are not
+    decided; otherwise a rule would call (-3, -3) held and the stronger (-3, -4) undecided.
     """
     _checks.choice("better", better, DIRECTIONS)
     if not 0 < level < 1:
@@ -155,17 +157,19 @@ def verdict(ours: Any, baseline: Any, better: str = "lower", level: float = LEVE
     if n < 2:
         return Verdict(mean, math.nan, math.nan, n, NOT_DECIDED, "one seed", kind, better, level)
     sd = math.sqrt(sum((d - mean) ** 2 for d in found) / (n - 1))
+    if sd == 0:
+        reason = f"every one of the {n} differences is {mean:+g}: no spread to build an interval from"
+        return Verdict(mean, math.nan, math.nan, n, NOT_DECIDED, reason, kind, better, level)
     from scipy import stats
 
     half = float(stats.t.ppf(1 - (1 - level) / 2, n - 1)) * sd / math.sqrt(n)
     low, high = mean - half, mean + half
-    same = " (every difference is the same: the interval is the point)" if sd == 0 else ""
     if high < 0 or low > 0:
         side = "below" if high < 0 else "above"
         outcome = HELD if side == ("below" if better == "lower" else "above") else CONTRADICTED
-        reason = f"the {100 * level:g} % interval lies {side} 0{same}"
+        reason = f"the {100 * level:g} % interval lies {side} 0"
         return Verdict(mean, low, high, n, outcome, reason, kind, better, level)
-    reason = f"the {100 * level:g} % interval contains 0{same}"
+    reason = f"the {100 * level:g} % interval contains 0"
     return Verdict(mean, low, high, n, NOT_DECIDED, reason, kind, better, level)
 
 

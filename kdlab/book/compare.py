@@ -134,7 +134,8 @@ def fsp_mismatch(setting: Setting) -> str | None:
         fsp.check_pairs(teacher, setting.fsp_pairs, example, "teacher")
     except (KeyError, ValueError) as error:
         return f"its layer pairs do not fit these nets ({error})"
-    with torch.no_grad():
+    # In eval mode: two examples in train mode would move a batch-norm teacher's running statistics.
+    with torch.no_grad(), metrics.eval_mode(student), metrics.eval_mode(teacher):
         shapes_s = [tuple(g.shape[1:]) for g in fsp.fsp_matrices(student, example, setting.fsp_pairs)]
         shapes_t = [tuple(g.shape[1:]) for g in fsp.fsp_matrices(teacher, example, setting.fsp_pairs)]
     if shapes_s != shapes_t:

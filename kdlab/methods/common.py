@@ -7,8 +7,8 @@ call's ``seed``, builds, trains, and with ``cache=True`` keys the entry by *ever
 call* (bound by the recipe's own signature, defaults included; data, teachers and objectives by
 content, see :mod:`kdlab.cache`) and by the built model's initial state. A knob added to a recipe
 is in its key without anyone listing it; only the factories (their product, the initial state,
-is keyed instead) and what says where and how visibly a run goes (``device``, ``progress``,
-``desc``) stay out.
+is keyed instead) and what says how visibly a run goes (``progress``, ``desc``) stay out, and of
+``device`` only its kind is keyed (CUDA trains under bf16 autocast).
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ class Result(tuple):
         result.produced = dict(produced or {})
         return result
 
+    def __reduce__(self) -> tuple[Any, ...]:  # copy, deepcopy, pickle, torch.save
+        return (Result, (self[0], self[1], self.stages, self.produced))
+
     @property
     def model(self) -> nn.Module:
         return self[0]
@@ -64,7 +67,8 @@ class Result(tuple):
     def history(self) -> History:
         return self[1]
 
-# Where and how visibly a run goes, and whether it is cached: never part of a key.
+# Which device of its kind a run uses, how visibly it runs, and whether it is cached: never part of a
+# key. The kind of device is (a CUDA run trains under bf16 autocast, a CPU run in float32).
 NOT_KEYED = ("cache", "device", "progress", "desc")
 
 
@@ -145,6 +149,7 @@ def recipe(
 
             if bound.arguments["cache"]:
                 parts = _keyed_arguments(signature, bound, left_out)
+                parts["device type"] = runtime.device(_argument(bound, "device")).type
                 model, result = kd_cache.trained(build, plan.run, name, **parts)
                 model.to(runtime.device(_argument(bound, "device")))
             else:

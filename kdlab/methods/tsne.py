@@ -219,7 +219,7 @@ def objective(
     return hybrid
 
 
-@recipe("tsne", factories=("student",), not_keyed=("precompute_p",))
+@recipe("tsne", factories=("student",))
 def distill(
     student: ModelOrFactory,
     train: Tensors,

@@ -24,6 +24,9 @@ class MaxNormLinear(nn.Linear):
         super().__init__(in_features, out_features)
         self.max_norm = _checks.positive("max_norm", max_norm)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, max_norm={self.max_norm}"
+
     @torch.no_grad()
     def project_(self) -> None:
         # Row i holds the weights into unit i: renorm rescales only rows whose norm exceeds max_norm.
