@@ -164,3 +164,23 @@ def test_ensemble_bad_members_are_clear():
         soft.ensemble_logits([torch.zeros(4, 10)], "votes")
     with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
         soft.ensemble_logits([torch.zeros(4, 10)], temperature=0)
+
+
+def test_fitnets_paper_form_is_labels_plus_lambda_times_the_soft_cross_entropy_without_tau_squared():
+    generator = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(6, 5, generator=generator), torch.randn(6, 5, generator=generator)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    tau, weight = 3.0, 4.0
+    by_hand = []
+    for s, t, y in zip(student.tolist(), teacher.tolist(), labels.tolist(), strict=True):
+        p_t = [math.exp(v / tau) / sum(math.exp(u / tau) for u in t) for v in t]
+        log_q_tau = [v / tau - math.log(sum(math.exp(u / tau) for u in s)) for v in s]
+        hard = -(s[y] - math.log(sum(math.exp(u) for u in s)))
+        by_hand.append(hard + weight * -sum(p * q for p, q in zip(p_t, log_q_tau, strict=True)))
+    terms = losses.fitnets_kd_terms(student, teacher, labels, tau, weight)
+    assert terms["loss"].item() == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
+    # Not Hinton's weighted average: no tau^2, and the labels keep weight 1.
+    hinton = losses.distillation_terms(student, teacher, labels, tau, 0.8)["loss"].item()
+    assert terms["loss"].item() != pytest.approx(hinton, rel=1e-3)
+    with pytest.raises(ValueError, match="weight"):
+        losses.fitnets_kd_terms(student, teacher, labels, tau, -1.0)

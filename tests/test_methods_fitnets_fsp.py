@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdlab import cache
+from kdlab import cache, losses
 from kdlab.data import Tensors
 from kdlab.features import capture
 from kdlab.losses.features import fsp_matrix, hint_loss
@@ -213,3 +213,18 @@ def test_train_from_copies_its_start():
     assert model is not start and len(history) == 1
     for name, value in before.items():
         assert torch.equal(value, start.state_dict()[name]), name
+
+
+def test_the_papers_stage_two_anneals_lambda_from_its_start_in_labels_plus_soft_cross_entropy():
+    generator = torch.Generator().manual_seed(0)
+    x, teacher_logits = torch.randn(4, 6, generator=generator), torch.randn(4, 3, generator=generator)
+    y = torch.tensor([0, 1, 2, 0])
+    net = torch.nn.Linear(6, 3)
+    step = fitnets.objective(3.0, 4.0, total_steps=4, form="paper")
+    weights = [step(net, (x, y, teacher_logits))["alpha"].item() for _ in range(4)]
+    assert weights == pytest.approx([4.0, 3.0, 2.0, 1.0])
+    last = fitnets.objective(3.0, 1.0, form="paper")(net, (x, y, teacher_logits))["loss"]
+    expected = losses.fitnets_kd_terms(net(x), teacher_logits, y, 3.0, 1.0)["loss"]
+    torch.testing.assert_close(last, expected)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0.0, 1.0\]"):
+        fitnets.objective(3.0, 4.0, form="kd")

@@ -100,7 +100,9 @@ def fsp_loss(
     entries, weighted, summed over the sections, then averaged over the N examples of the
     batch, as in the paper's equation. Libraries disagree here: some average over the matrix
     entries (``F.mse_loss``), which divides section i by c1 * c2 and so reweights the sections
-    and shrinks the gradients; kdlab keeps the paper's sum so that lambda_i means what it says.
+    and shrinks the gradients; others (torchdistill) take the *unsquared* norm, which is not a
+    rescaling of the paper's loss at all (its gradient weighs each section by 1 / its distance);
+    kdlab keeps the paper's squared sum so that lambda_i means what it says.
     Pass the teacher's maps detached.
 
     Shapes: per pair (batch, c1, h, w), (batch, c2, h, w) -> scalar.

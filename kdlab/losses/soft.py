@@ -72,6 +72,34 @@ def distillation_terms(
     return {"loss": alpha * soft + (1.0 - alpha) * hard, "soft": soft, "hard": hard}
 
 
+def fitnets_kd_terms(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float,
+    weight: float,
+) -> dict[str, Tensor]:
+    """Romero et al. (2015), eq. 2 (FitNets' stage 2, as the paper and its code write it):
+    H(y, P_S) + weight * H(P_T^tau, P_S^tau).
+
+    The label cross-entropy at temperature 1 plus ``weight`` (the paper's lambda, annealed from 4
+    in its experiments) times the cross-entropy with the teacher's softened outputs at
+    ``temperature`` (tau = 3 there), with *no* tau^2 factor and weight 1 on the labels. This is not
+    Hinton's weighted average (:func:`distillation_terms`): the soft term here is a cross-entropy
+    (the KL plus the teacher's constant entropy) divided by tau^2 relative to Hinton's, and the
+    labels keep their full weight. Both terms are batch means.
+
+    Returns ``{"loss": hard + weight * soft, "soft": H(P_T^tau, P_S^tau), "hard": CE(y, P_S)}``.
+    Shapes: (batch, classes), (batch, classes), (batch,) int64 -> scalars.
+    """
+    _check_pair(student_logits, teacher_logits)
+    _checks.labels("labels", labels, student_logits.shape[0], student_logits.shape[1])
+    _checks.in_range("weight", weight, 0.0, math.inf)
+    soft = soft_target_cross_entropy(student_logits, teacher_logits, temperature) / temperature**2
+    hard = F.cross_entropy(student_logits.float(), labels)
+    return {"loss": hard + weight * soft, "soft": soft, "hard": hard}
+
+
 def distillation_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,

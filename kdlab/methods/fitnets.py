@@ -211,30 +211,42 @@ def hint_stage(
     return Plan(build, run, finish)
 
 
-def annealed_alpha(alpha: float, step: int, total_steps: int) -> float:
+FORMS = ("kd", "paper")
+
+
+def annealed_alpha(alpha: float, step: int, total_steps: int, upper: float = 1.0) -> float:
     """The soft-target weight at ``step`` (0-based) of ``total_steps``: ``alpha`` decayed linearly to 0.
 
     Romero et al. (2015), sec. 3 (stage 2): the weight of the teacher's term is annealed
     linearly, so that late training leans on the labels of the examples the teacher is less sure
-    of (a curriculum, Bengio et al. 2009). The last step gets ``alpha / total_steps``.
+    of (a curriculum, Bengio et al. 2009). The last step gets ``alpha / total_steps``. ``alpha``
+    lies in [0, ``upper``]: 1 for Hinton's weighted average, unbounded for the paper's lambda.
     """
-    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    _checks.in_range("alpha", alpha, 0.0, upper)
     _checks.at_least("total_steps", total_steps, 1)
     if not 0 <= step < total_steps:
         raise ValueError(f"step must be in [0, {total_steps - 1}], got {step}")
     return alpha * (1.0 - step / total_steps)
 
 
-def objective(temperature: float, alpha: float, total_steps: int | None = None) -> Objective:
-    """KD on batches ``(x, y, teacher_logits)``: :func:`kdlab.losses.distillation_terms` with a weight
-    ``alpha`` that decays linearly over ``total_steps`` optimiser steps (:func:`annealed_alpha`),
-    or stays fixed when ``total_steps`` is None.
+def objective(
+    temperature: float, alpha: float, total_steps: int | None = None, form: str = "kd"
+) -> Objective:
+    """KD on batches ``(x, y, teacher_logits)`` with a soft-target weight ``alpha`` that decays
+    linearly over ``total_steps`` optimiser steps (:func:`annealed_alpha`), or stays fixed when
+    ``total_steps`` is None.
 
-    The objective counts its own calls (one per step), so a fresh objective is needed per run.
-    Logs ``loss``, the unweighted ``soft`` and ``hard`` terms and the ``alpha`` used.
+    ``form="kd"``: Hinton's ``alpha T^2 KL + (1 - alpha) CE`` (:func:`kdlab.losses.distillation_terms`,
+    alpha in [0, 1]); ``form="paper"``: the paper's ``CE + lambda H(P_T^tau, P_S^tau)``
+    (:func:`kdlab.losses.fitnets_kd_terms`, ``alpha`` is lambda, e.g. 4 with tau = 3): two
+    different weightings of the same two terms. The objective counts its own calls (one per
+    step), so a fresh objective is needed per run. Logs ``loss``, the unweighted ``soft`` and
+    ``hard`` terms and the ``alpha`` used.
     """
     _checks.positive("temperature", temperature)
-    _checks.in_range("alpha", alpha, 0.0, 1.0)
+    _checks.choice("form", form, FORMS)
+    upper = 1.0 if form == "kd" else math.inf
+    _checks.in_range("alpha", alpha, 0.0, upper)
     if total_steps is not None:
         _checks.at_least("total_steps", total_steps, 1)
     step = 0
@@ -244,9 +256,10 @@ def objective(temperature: float, alpha: float, total_steps: int | None = None) 
         x, y, teacher_logits = batch[:3]
         weight = alpha
         if total_steps is not None:
-            weight = annealed_alpha(alpha, min(step, total_steps - 1), total_steps)
+            weight = annealed_alpha(alpha, min(step, total_steps - 1), total_steps, upper)
         step += 1
-        terms = losses.distillation_terms(model(x), teacher_logits, y, temperature, weight)
+        terms_of = losses.distillation_terms if form == "kd" else losses.fitnets_kd_terms
+        terms = terms_of(model(x), teacher_logits, y, temperature, weight)
         return {
             "loss": terms["loss"], "soft": terms["soft"].detach(), "hard": terms["hard"].detach(),
             "alpha": torch.tensor(weight),
@@ -264,6 +277,7 @@ def distill(
     alpha: float,
     epochs: int,
     anneal: bool = True,
+    form: str = "kd",
     batch_size: int = 128,
     test: Tensors | None = None,
     cache: bool = False,
@@ -275,13 +289,16 @@ def distill(
     (the hint-trained student of :func:`hint_stage`: the FitNet). ``teacher`` is the teacher's
     outputs on ``train.x`` (n, classes) (:func:`kdlab.cache.logits`), or the teacher module, run
     on every batch (required with ``augment``; :func:`kdlab.methods.hinton.teacher_targets`).
-    ``anneal=False`` keeps ``alpha`` fixed (Hinton et al.'s KD). ``fit_knobs``: ``lr``,
+    ``anneal=False`` keeps ``alpha`` fixed (Hinton et al.'s KD). ``form="paper"`` trains on the
+    paper's ``CE + lambda H(P_T^tau, P_S^tau)`` with ``alpha`` as lambda (the paper: 4, tau 3)
+    instead of Hinton's weighted average (see :func:`objective`). ``fit_knobs``: ``lr``,
     ``seed``, ``optimizer``, ``device``... as in :func:`kdlab.methods.common.train_model`.
     """
     _checks.at_least("epochs", epochs, 1)
     _checks.at_least("batch_size", batch_size, 1)
     total_steps = epochs * math.ceil(len(train) / batch_size) if anneal else None
-    data, step = teacher_targets(teacher, (train.x, train.y), objective(temperature, alpha, total_steps),
-                                 augment=fit_knobs.get("augment"))
+    step_objective = objective(temperature, alpha, total_steps, form)
+    augment = fit_knobs.get("augment")
+    data, step = teacher_targets(teacher, (train.x, train.y), step_objective, augment=augment)
     return train_model(student, data, step, test=test, epochs=epochs, batch_size=batch_size, cache=cache,
                        **fit_knobs)

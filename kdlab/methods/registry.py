@@ -130,7 +130,7 @@ def _fitnets(teacher, make, data, test, knobs, classes) -> Result:
     )
     model, history = fitnets.distill(
         guided, data, _targets(teacher, data, knobs), temperature=knobs["temperature"], alpha=knobs["alpha"],
-        anneal=knobs["anneal"], test=test, desc="fitnets", **fit,
+        anneal=knobs["anneal"], form=knobs["form"], test=test, desc="fitnets", **fit,
     )
     return Result(model, history, {"hint stage": hint_history, "KD": history})
 
@@ -227,7 +227,7 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("fitnets", "FitNets", "Romero et al. (2015)", ("hint stage", "KD"),
            MappingProxyType({"hint": None, "guided": None, "stage_epochs": None,
                              "temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA, "anneal": True,
-                             "regressor": "conv"}),
+                             "form": "kd", "regressor": "conv"}),
            _fitnets, tensors_only=True),
     Method("fsp", "FSP", "Yim et al. (2017)", ("FSP stage", "training"),
            MappingProxyType({"pairs": None, "teacher_pairs": None, "weights": None, "stage_epochs": None}),
