@@ -2,16 +2,45 @@
 
     kdlab distill --teacher teacher.pt --student "lenet(widths=(8, 16, 64), image_size=8)" \\
         --data digits --method hinton -p temperature=4 -p epochs=20 --out runs/student
+    kdlab distill --teacher teacher.pt --student "mlp((3072, 256, 5))" --data photos/ --image-size 32
+    kdlab distill --config run.yaml -p epochs=5          # options from a file, a flag overriding it
+    kdlab distill --config runs/student/config.yaml      # repeat a run exactly
 
 The teacher is a file: a whole module saved with ``torch.save(model, path)`` (unpickled, so load
 only files you trust) or a ``torch.export`` program (``.pt2``, run as it was exported). The student
 is such a file too, or a call of a model factory with literal arguments: a :mod:`kdlab.models`
 factory (``mlp(sizes=(64, 32, 10))``), or a callable under ``torchvision.models``
 (``torchvision.models.resnet18(num_classes=10)``) or ``timm`` (when installed); any other name is
-refused, and no code runs but that factory. Training goes through :func:`kdlab.api.distill`;
-``--out`` receives ``student.pt`` (the trained module),
-``results.json`` (method, knobs, accuracies, sizes, the per-epoch history) and, with ``--onnx``,
-``student.onnx`` with its largest difference from PyTorch's outputs on the test set.
+refused, and no code runs but that factory. The student's initial weights are drawn with the knob
+``seed``. ``--method`` is any method of :data:`kdlab.api.METHODS` (``hinton``, ``logits``,
+``fitnets``, ``fsp``, ``tsne``, ``born_again``); ``-p NAME=VALUE`` sets its knobs
+(:func:`kdlab.api.knobs_of` lists them with their defaults).
+
+Data (``--data``): a kdlab data set (``digits``, ``mnist``, ``cifar10``, ``cifar100``,
+``breast_cancer``; a folder of such a name is ``./NAME``), or your own, read by
+:func:`kdlab.userdata.load`:
+
+- an image folder, one sub-folder of images per class (torchvision's ImageFolder layout; classes
+  in sorted order), read as float tensors in [0, 1] (one channel if every image is grayscale, else
+  RGB), resized to N x N only with ``--image-size N`` (else all images must have one size); a
+  folder holding just ``train/`` and ``test/``, each in that layout, gives both parts;
+- a ``.npz`` file with arrays ``x`` and ``y`` (integer labels), optionally ``x_test`` and ``y_test``;
+- a ``.pt`` file holding a dict of tensors with those keys (read with ``weights_only=True``).
+
+uint8 inputs are divided by 255. Data without a test part get one held out: a class-stratified
+``--test-fraction`` (default 0.2) drawn with ``--seed``.
+
+Config file (``--config FILE``, YAML): the options as keys (``teacher``, ``student``, ``data``,
+``method``, ``out``, ``seed``, ``train_size``, ``test_size``, ``test_fraction``, ``image_size``,
+``device``, ``onnx``) and ``knobs:``, a mapping of knobs as ``-p`` gives them; flags given on the
+command line override the file (a ``-p`` knob overrides that knob). An unknown key is an error.
+Paths are relative to the working directory, in a file as on the command line.
+
+``--out`` receives ``student.pt`` (the trained module), ``results.json`` (method, every knob,
+data, accuracies, sizes, versions and device, the per-epoch history), ``config.yaml`` (every
+option and knob as used, defaults filled in, paths made absolute, with the kdlab and torch
+versions and the device: ``kdlab distill --config OUT/config.yaml`` repeats the run) and, with
+``--onnx``, ``student.onnx`` with its largest difference from PyTorch's outputs on the test set.
 """
 
 from __future__ import annotations
@@ -20,13 +49,19 @@ import argparse
 import ast
 import importlib
 import json
+import platform
+import re
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
-from kdlab import adapters, api, data, export, metrics, runtime
+from kdlab import __version__, _checks, adapters, api, data, export, metrics, runtime, userdata
 
 # Where a student factory may come from: a call of anything else is refused before it is imported.
 FACTORY_MODULES = ("kdlab.models", "torchvision.models", "timm")
@@ -132,70 +167,317 @@ def build_student(spec: str) -> nn.Module:
     return model
 
 
-def run(args: argparse.Namespace) -> int:
-    """The ``distill`` subcommand's handler: load, distil, write, print a summary; returns the exit code."""
-    knobs = parse_parameters(args.parameter or [])
+# The command's options, as --config keys, with their defaults ("knobs" holds the -p knobs, and
+# "environment" what a saved config.yaml records of the run that wrote it).
+OPTIONS: Mapping[str, Any] = MappingProxyType({
+    "teacher": None, "student": None, "data": None, "method": "hinton", "out": "distilled", "seed": 0,
+    "train_size": None, "test_size": None, "test_fraction": None, "image_size": None, "device": None,
+    "onnx": False,
+})
+REQUIRED = ("teacher", "student", "data")
+CONFIG_KEYS = (*OPTIONS, "knobs", "environment")
+_STRINGS = ("teacher", "student", "data", "method", "out", "device")
+_INTEGERS = ("seed", "train_size", "test_size", "image_size")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, but ``1e-3`` is a float (YAML 1.2 and Python read it so; YAML 1.1 a
+    string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_option(name: str, value: Any, where: str) -> None:
+    """A config file's value of option ``name`` (``None`` always allowed: the default)."""
+    if value is None:
+        return
+    if name in _STRINGS and not (isinstance(value, str) and value):
+        raise ValueError(f"{where}: {name} must be a non-empty string, got {value!r}")
+    if name in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{where}: {name} must be an integer, got {value!r}")
+    if name == "test_fraction" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"{where}: test_fraction must be a number in (0, 1), got {value!r}")
+    if name == "onnx" and not isinstance(value, bool):
+        raise ValueError(f"{where}: onnx must be true or false, got {value!r}")
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The options of a ``--config`` YAML file (keys as in :data:`CONFIG_KEYS`; ``train-size`` may be
+    spelled ``train_size``), checked: an unknown key is an error listing the valid ones."""
+    path = Path(path)
+    where = f"--config {str(path)!r}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{where} does not exist")
+    try:
+        loaded = yaml.load(path.read_text(), Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.YAMLError as error:
+        raise ValueError(f"{where} is not valid YAML: {error}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{where} must be a mapping of option: value, got a {type(loaded).__name__}")
+    config: dict[str, Any] = {}
+    for key, value in loaded.items():
+        name = str(key).replace("-", "_")
+        if name not in CONFIG_KEYS:
+            raise ValueError(f"{where}: unknown key {key!r}; the valid keys are {list(CONFIG_KEYS)}")
+        if name in config:
+            raise ValueError(f"{where}: {name} is given twice")
+        _check_option(name, value, where)
+        config[name] = value
+    knobs = config.get("knobs") or {}
+    if not isinstance(knobs, dict) or not all(isinstance(k, str) and k.isidentifier() for k in knobs):
+        raise ValueError(f"{where}: knobs must be a mapping of knob names to values (as -p NAME=VALUE), "
+                         f"got {knobs!r}")
+    config["knobs"] = dict(knobs)
+    environment = config.get("environment") or {}
+    if not isinstance(environment, dict):
+        raise ValueError(f"{where}: environment must be a mapping (kdlab writes it), got {environment!r}")
+    _note_versions(environment, where)
+    return config
+
+
+def environment(where: torch.device) -> dict[str, str]:
+    """What a run records of where it ran: the kdlab, torch and Python versions and the device."""
+    device = str(where)
+    if where.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(where)})"
+    return {"kdlab": str(__version__), "torch": str(torch.__version__), "python": platform.python_version(),
+            "device": device}
+
+
+def _note_versions(recorded: Mapping[str, Any], where: str) -> None:
+    here = {"kdlab": str(__version__), "torch": str(torch.__version__)}
+    differ = [f"{name} {recorded[name]} (here {version})" for name, version in here.items()
+              if name in recorded and str(recorded[name]) != version]
+    if differ:
+        print(f"kdlab: note: {where} was written with {', '.join(differ)}; the run may not repeat exactly",
+              file=sys.stderr)
+
+
+def _device_of(knobs: dict[str, Any], option: Any) -> Any:
+    """The device option, or else a ``device`` knob (taken out of ``knobs``): one place for it."""
+    knob = knobs.pop("device", None)
+    return option if option is not None else knob
+
+
+def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options and knobs of a run: the command line's flags over the ``--config`` file's values over
+    the defaults (:data:`OPTIONS`; knobs: the method's registry entry, :func:`kdlab.api.knobs_of`). The
+    ``device`` option is still a name here (``None``: automatic); knobs hold no ``device``."""
+    config = read_config(args.config) if args.config else {}
+    file_knobs = dict(config.get("knobs") or {})
+    flag_knobs = parse_parameters(args.parameter or [])
+    config["device"] = _device_of(file_knobs, config.get("device"))
+    flag_device = _device_of(flag_knobs, args.device)
+    options = {}
+    for name, default in OPTIONS.items():
+        given = flag_device if name == "device" else getattr(args, name)
+        options[name] = given if given is not None else (
+            config[name] if config.get(name) is not None else default)
+    missing = [name for name in REQUIRED if options[name] is None]
+    if missing:
+        raise ValueError(
+            f"{', '.join(_flag(n) for n in missing)} {'is' if len(missing) == 1 else 'are'} required: give "
+            f"{'it' if len(missing) == 1 else 'them'} on the command line or in a --config file "
+            f"({', '.join(n + ': ...' for n in missing)})"
+        )
+    _checks.choice("method", options["method"], api.METHODS)
+    if options["test_fraction"] is not None and not 0 < options["test_fraction"] < 1:
+        raise ValueError(f"--test-fraction must be a number in (0, 1), got {options['test_fraction']!r}")
+    knobs = {**file_knobs, **flag_knobs}
     knobs.setdefault("progress", False)
-    if args.device is not None:
-        knobs["device"] = args.device
-    where = runtime.device(knobs.get("device"))
-    split = data.load(args.data, train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    defaults = api.knobs_of(options["method"])
+    unknown = sorted(set(knobs) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"unknown knob(s) {unknown} for method {options['method']!r} (-p or knobs:); its knobs are "
+            f"{sorted(k for k in defaults if k != 'device')}"
+        )
+    knobs = {k: v for k, v in {**defaults, **knobs}.items() if k != "device"}
+    for name, value in knobs.items():
+        _check_writable(f"knob {name}", value)
+    if isinstance(knobs["seed"], bool) or not isinstance(knobs["seed"], int):
+        raise ValueError(f"knob seed must be an integer, got {knobs['seed']!r}")
+    return options, knobs
+
+
+def _check_writable(name: str, value: Any) -> None:
+    """Refuse a value that config.yaml could not hold (and so could not repeat)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_writable(name, item)
+        return
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        for item in value.values():
+            _check_writable(name, item)
+        return
+    raise ValueError(
+        f"{name} = {value!r} (a {type(value).__name__}) cannot be written to config.yaml; give a number, "
+        "string, bool, None, or a list or mapping of those"
+    )
+
+
+def _load_data(options: dict[str, Any]) -> tuple[data.Split, tuple[str, ...] | None, float | None, str]:
+    """The data of ``--data``: (split, class names or None, the test fraction held out or None, the data
+    as config.yaml records them: a kdlab name or an absolute path)."""
+    source = options["data"]
+    if source in data.NAMES:
+        for name in ("test_fraction", "image_size"):
+            if options[name] is not None:
+                raise ValueError(
+                    f"{_flag(name)} applies to your own data (an image folder, .npz or .pt file), not to "
+                    f"kdlab's data set {source!r}"
+                )
+        split = data.load(source, train_size=options["train_size"], test_size=options["test_size"],
+                          seed=options["seed"])
+        return split, None, None, source
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"--data {source!r} is neither one of kdlab's data sets {list(data.NAMES)} nor an existing "
+            f"file or folder; a path must be {userdata.FORMATS}"
+        )
+    loaded = userdata.load(path, test_fraction=options["test_fraction"], seed=options["seed"],
+                           image_size=options["image_size"], argument="--data")
+    split = loaded.split
+    parts = {"train": split.train, "test": split.test}
+    slices = (("train", options["train_size"], options["seed"]), ("test", options["test_size"], 0))
+    for part, size, seed in slices:
+        if size is not None:
+            try:
+                parts[part] = parts[part].subset(size, seed)
+            except ValueError as error:
+                raise ValueError(f"{_flag(part + '_size')} {size}: {error}") from None
+    split = data.Split(split.name, parts["train"], parts["test"], split.num_classes)
+    return split, loaded.classes, loaded.test_fraction, str(path.resolve())
+
+
+def _as_recorded(spec: str) -> str:
+    """A file's absolute path (so that a saved config runs from anywhere), else the spec itself."""
+    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``distill`` subcommand's handler: resolve the options, load, distil, write, print a summary;
+    returns the exit code."""
+    options, knobs = resolve(args)
+    try:
+        where = runtime.device(options["device"])
+    except RuntimeError as error:
+        raise ValueError(f"--device {options['device']}: {error}") from None
+    split, classes, test_fraction, data_source = _load_data(options)
     split = split.to(where)
-    teacher = load_module(args.teacher, "teacher").to(where)
+    teacher = load_module(options["teacher"], "teacher").to(where)
+    # The student's initial weights are drawn with the seed knob: a run repeats from its config.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(knobs["seed"])
+        student = build_student(options["student"])
     try:
         student, history = api.distill(
-            teacher, build_student(args.student), split.train, split.test, method=args.method, **knobs
+            teacher, student, split.train, split.test, method=options["method"], **knobs, device=where
         )
     except (KeyError, TypeError) as error:  # the command prints ValueErrors cleanly; these read the same
         raise ValueError(error.args[0] if error.args else str(error)) from None
-    out = Path(args.out)
+    out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
+    env = environment(where)
+    config = {
+        **options, "teacher": _as_recorded(options["teacher"]), "student": _as_recorded(options["student"]),
+        "data": data_source, "out": str(out.resolve()), "test_fraction": test_fraction, "device": str(where),
+        "knobs": knobs, "environment": env,
+    }
     torch.save(student.cpu(), out / "student.pt")
     student_logits = metrics.predict(student, split.test.x.cpu())
     teacher_logits = metrics.predict(teacher, split.test.x)
     record = {
-        "method": args.method, "knobs": {k: str(v) if k == "device" else v for k, v in knobs.items()},
-        "data": args.data, "train_size": len(split.train), "test_size": len(split.test),
+        "method": options["method"], "knobs": {**knobs, "device": str(where)},
+        "data": data_source, "train_size": len(split.train), "test_size": len(split.test),
+        "test_fraction": test_fraction, "seed": options["seed"],
+        **({"classes": list(classes)} if classes is not None else {}),
         "teacher": {"test_accuracy": metrics.accuracy(teacher_logits, split.test.y),
                     "parameters": metrics.parameter_count(teacher), "bytes": export.size_bytes(teacher)},
         "student": {"test_accuracy": metrics.accuracy(student_logits, split.test.y.cpu()),
                     "parameters": metrics.parameter_count(student), "bytes": export.size_bytes(student)},
+        "environment": env,
         "history": history.to_dict()["epochs"],
     }
-    if args.onnx:
+    if options["onnx"]:
         path = export.to_onnx(student, split.test.x[:1].cpu(), out / "student.onnx")
         record["onnx"] = {"path": str(path), "max_abs_difference": export.max_abs_difference(
             student_logits, export.onnx_predict(path, split.test.x))}
     (out / "results.json").write_text(json.dumps(record, indent=2, default=str))
-    print(f"kdlab: {args.method}: teacher {record['teacher']['test_accuracy']:.4f}, student "
-          f"{record['student']['test_accuracy']:.4f} test accuracy; wrote {out / 'student.pt'} and "
-          f"{out / 'results.json'}")
+    (out / "config.yaml").write_text(
+        "# kdlab distill: this run's resolved configuration; repeat it with\n"
+        f"#   kdlab distill --config {out.resolve() / 'config.yaml'}\n"
+        "# (flags given with it override its values; environment records where it ran, and is not read)\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    print(f"kdlab: {options['method']}: teacher {record['teacher']['test_accuracy']:.4f}, student "
+          f"{record['student']['test_accuracy']:.4f} test accuracy; wrote {out / 'student.pt'}, "
+          f"{out / 'results.json'} and {out / 'config.yaml'}")
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``distill`` subcommand to ``kdlab``'s subparsers (its handler is :func:`run`)."""
     parser = subparsers.add_parser(
-        "distill", help="distil a saved teacher into a student on a data set",
+        "distill", help="distil a saved teacher into a student on a data set or your own data",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--teacher", required=True, help="torch.save'd module or torch.export .pt2 file")
     parser.add_argument(
-        "--student", required=True,
-        help="a saved module, or a call with literal arguments of a kdlab.models factory (like "
-        "'mlp((64, 32, 10))') or of a callable under torchvision.models or timm; nothing else is run",
+        "--config", metavar="FILE",
+        help="a YAML file of these options (teacher: ..., data: ..., knobs: {...}), e.g. a run's "
+        "OUT/config.yaml; flags given too override its values",
     )
-    parser.add_argument("--data", required=True, choices=data.NAMES, help="a kdlab data set")
-    parser.add_argument("--method", default="hinton", choices=[m for m in api.METHODS if m != "tsne"])
+    parser.add_argument("--teacher", help="torch.save'd module or torch.export .pt2 file (required)")
+    parser.add_argument(
+        "--student",
+        help="a saved module, or a call with literal arguments of a kdlab.models factory (like "
+        "'mlp((64, 32, 10))') or of a callable under torchvision.models or timm; nothing else is run "
+        "(required)",
+    )
+    parser.add_argument(
+        "--data", metavar="NAME_OR_PATH",
+        help=f"a kdlab data set ({', '.join(data.NAMES)}) or your own: {userdata.FORMATS} (required)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, metavar="N",
+        help="resize every image of an image folder to N x N (default: none; the images must then have "
+        "one size)",
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, metavar="F",
+        help="share of each class held out as the test part when your data have none (x_test/y_test, a "
+        f"test folder) (default {userdata.DEFAULT_TEST_FRACTION})",
+    )
+    parser.add_argument("--method", choices=api.METHODS, help="the distillation method (default hinton)")
     parser.add_argument(
         "-p", "--parameter", action="append", metavar="NAME=VALUE",
-        help="a method or training knob (repeatable), e.g. temperature=4, epochs=20",
+        help="a method or training knob (repeatable), e.g. temperature=4, epochs=20, seed=1",
     )
     parser.add_argument("--train-size", type=int, help="a class-stratified slice of the training set")
     parser.add_argument("--test-size", type=int, help="a class-stratified slice of the test set")
-    parser.add_argument("--seed", type=int, default=0, help="which training slice (with --train-size)")
+    parser.add_argument(
+        "--seed", type=int,
+        help="which held-out test part (--test-fraction) and training slice (--train-size) (default 0); "
+        "the training seed is the knob -p seed=S",
+    )
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
-    parser.add_argument("--out", default="distilled", help="output folder (default: ./distilled)")
-    parser.add_argument("--onnx", action="store_true", help="also export the student to ONNX and check it")
+    parser.add_argument("--out", help="output folder (default: ./distilled)")
+    parser.add_argument(
+        "--onnx", action=argparse.BooleanOptionalAction, help="also export the student to ONNX and check it",
+    )
     parser.set_defaults(handler=run)
     return parser
