@@ -51,6 +51,7 @@ def _check(result: dict, keys: tuple[str, ...]) -> None:
         ("distill_step", ("cached_teacher", "teacher_every_step", "teacher_every_step_estimate")),
         ("loader", ("batching", "model_epoch")),
         ("memory", ("distill", "teacher_every_step", "distill_process")),
+        ("augment", ("tensor_b64", "tensor_b128", "pil_b64", "pil_b128", "augment_cost")),
     ],
 )
 def test_quick_run_reports_finite_positive_ratios(bench, name, keys):
