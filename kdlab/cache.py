@@ -30,9 +30,11 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
+import inspect
 import io
 import json
 import os
+import sys
 import types
 import warnings
 import weakref
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kdlab import _io, metrics
+from kdlab import _io, dry_run, metrics
 from kdlab.data import Tensors
 from kdlab.train import History
 
@@ -82,10 +84,36 @@ def code_digest(package: Path = _PACKAGE) -> str:
     return h.hexdigest()[:32]
 
 
+def _in_library(module: str | None) -> bool:
+    """Whether ``module`` is one of the library's, whose source :func:`code_digest` covers."""
+    if module is None or not (module == "kdlab" or module.startswith("kdlab.")):
+        return False
+    return not (module == "kdlab.cli" or module == "kdlab.book" or module.startswith("kdlab.book."))
+
+
+def _class_code(cls: type) -> str:
+    """What stands for a module class's code in :func:`model_digest`: nothing for the library's
+    classes (in :func:`code_digest`), the package version for torch's and torchvision's, and the
+    class's source for any other; a class whose source cannot be read cannot be keyed."""
+    package = cls.__module__.split(".")[0]
+    if _in_library(cls.__module__):
+        return ""
+    if package in ("torch", "torchvision", "timm", "transformers"):
+        return f"{package} {getattr(sys.modules.get(package), '__version__', '?')}"
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        raise TypeError(
+            f"cannot key a model of class {cls.__qualname__!r} (module {cls.__module__!r}): its source is "
+            "not available, so an edit of its forward could not be seen; define it in a module file, or "
+            "cache=False"
+        ) from None
+
+
 def _function_parts(function: types.FunctionType) -> dict[str, Any]:
     # A function stands for its code's name (the code itself is in code_digest) and every value it
     # closes over or takes by default: two closures of one recipe with other knobs get other keys.
-    if function.__module__ is None or not function.__module__.startswith("kdlab"):
+    if not _in_library(function.__module__):
         raise TypeError(
             f"cannot key the function {function.__qualname__!r} of module {function.__module__!r}: only "
             "kdlab's code is in the key's code digest; pass its knobs as parts instead"
@@ -136,12 +164,12 @@ def _as_json(parts: Mapping[str, Any]) -> Any:
 def key(name: str, parts: Mapping[str, Any]) -> str:
     """The hash of ``name``, ``parts`` (tuples count as lists; tensors, data and modules by content,
     functions by name and closure, see :func:`_json_default`), the kdlab version and
-    :func:`code_digest`."""
-    text = json.dumps(
-        {"name": name, "parts": parts, "kdlab": _version(), "code": code_digest()},
-        sort_keys=True,
-        default=_json_default,
-    )
+    :func:`code_digest`; in a dry run (:mod:`kdlab.dry_run`) also ``"dry_run": True``, so a model
+    trained for two steps never answers a real run's key."""
+    keyed = {"name": name, "parts": parts, "kdlab": _version(), "code": code_digest()}
+    if dry_run.active():
+        keyed["dry_run"] = True
+    text = json.dumps(keyed, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -155,10 +183,21 @@ def tensor_digest(tensor: Tensor) -> str:
 
 
 def model_digest(model: nn.Module) -> str:
-    """A content hash of a model: its architecture (``repr``) and its state (every parameter and
-    buffer by name, dtype, shape and bytes). Two models with the same digest compute the same outputs."""
+    """A content hash of a model: its architecture (``repr``), the code of each module class
+    (:func:`_class_code`), each module's public plain attributes (hyper-parameters a ``repr`` may
+    not show, such as a max-norm bound), which parameters are trained (``requires_grad``) and its
+    state (every parameter and buffer by name, dtype, shape and bytes). Two models with the same
+    digest compute the same outputs and train the same parameters."""
     h = hashlib.blake2b(digest_size=16)
     h.update(repr(model).encode())
+    plain = (bool, int, float, str, tuple, type(None))
+    for name, module in model.named_modules():
+        cls = type(module)
+        settings = {k: v for k, v in sorted(vars(module).items())
+                    if not k.startswith("_") and k != "training" and isinstance(v, plain)}
+        h.update(f"{name}\0{cls.__module__}.{cls.__qualname__}\0{_class_code(cls)}\0{settings!r}".encode())
+    for name, parameter in model.named_parameters():
+        h.update(f"{name} requires_grad={parameter.requires_grad}".encode())
     for name, value in model.state_dict().items():
         h.update(name.encode() + b"\0" + tensor_digest(value).encode())
     return h.hexdigest()
@@ -185,12 +224,14 @@ def _read(entry: str, name: str, parts: Mapping[str, Any]) -> dict | None:
         if not digest_path.exists() or hashlib.sha256(data).hexdigest() != digest_path.read_text().strip():
             raise ValueError("its digest does not match its contents")
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        expected = _as_json(parts)
+        def text(value: Any) -> str:  # NaN != NaN as objects; their JSON texts compare equal
+            return json.dumps(value, sort_keys=True, default=_json_default)
+
         if (
             payload.get("name") != name
             or payload.get("kdlab") != _version()
             or payload.get("code") != code_digest()
-            or payload.get("parts") != expected
+            or text(payload.get("parts")) != text(_as_json(parts))
         ):
             raise ValueError("it was written for another name, version, code or parts")
         return payload
@@ -247,7 +288,7 @@ def trained(
     """
     model = make_model()
     # Frozen now: an objective's closure may change as it trains (a step counter), its key must not.
-    parts = _as_json({**parts, "initial": model_digest(model)})
+    parts = _as_json({**parts, "initial model": model_digest(model)})
     entry = key(name, parts)
     with _locked(entry):
         payload = _read(entry, name, parts)

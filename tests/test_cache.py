@@ -303,3 +303,49 @@ def test_an_objective_that_counts_its_steps_is_keyed_as_it_was_before_training(m
     monkeypatch.setattr(common.train, "fit", lambda *a, **k: pytest.fail("trained again"))
     again, _ = fitnets.distill(_linear, train, logits, **knobs)
     assert _same(first, again)
+
+
+def test_a_hyper_parameter_that_repr_could_hide_is_in_the_model_digest():
+    torch.manual_seed(0)
+    loose = models.mlp((8, 4, 2), max_norm=100.0)
+    torch.manual_seed(0)
+    tight = models.mlp((8, 4, 2), max_norm=1.0)
+    assert cache.model_digest(loose) != cache.model_digest(tight)
+    frozen = copy.deepcopy(loose)
+    next(frozen.parameters()).requires_grad_(False)  # another set of trained parameters
+    assert cache.model_digest(frozen) != cache.model_digest(loose)
+
+
+def test_only_the_librarys_own_functions_are_keyed_by_name():
+    import types
+
+    for module in ("kdlab_mine", "kdlab.book.claims", "kdlab.cli"):
+        outside = types.FunctionType((lambda: None).__code__, {"__name__": module}, "objective")
+        outside.__module__ = module
+        with pytest.raises(TypeError, match="cannot key the function"):
+            cache.key("m", {"o": outside})
+
+
+def test_a_nan_knob_still_finds_its_entry():
+    calls = {"n": 0}
+
+    def compute():
+        calls["n"] += 1
+        return torch.ones(2)
+
+    cache.tensor("t", compute, knob=float("nan"))
+    cache.tensor("t", compute, knob=float("nan"))
+    assert calls["n"] == 1
+
+
+def test_a_result_copies_and_pickles_with_its_stages():
+    import pickle
+
+    from kdlab.methods.common import Result
+
+    history = History([{"epoch": 1.0, "loss": 0.5}])
+    result = Result(make(), history, {"stage 1": History(), "stage 2": history}, {"regressor": make()})
+    for other in (copy.copy(result), copy.deepcopy(result), pickle.loads(pickle.dumps(result))):
+        model, again = other
+        assert list(other.stages) == ["stage 1", "stage 2"] and "regressor" in other.produced
+        assert again.epochs == history.epochs and _same(model, result.model)
