@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdlab-installed
 SMOKE := _build/smoke
+DRY_RUN := _build/dry-run
 export KDLAB_PROGRESS ?= 0
 
-.PHONY: book test lab bench smoke clean
+.PHONY: book test lab bench smoke dry-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +23,13 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	$(BIN)/kdlab book --open
 
-## test: unit tests, every chapter at the smoke profile (papermill, then nbval), the book built from those
+## test: unit tests, every chapter at the smoke profile (papermill, then nbval), the book built from those,
+## and every chapter's full path as a dry run
 test: $(STAMP)
 	$(BIN)/ruff check kdlab tests benchmarks
 	$(BIN)/python -m pytest tests -q
 	$(MAKE) smoke
+	$(MAKE) dry-run
 	# The rendered pages in headless Chromium (Debian's package; the test skips where none can be had).
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
@@ -37,6 +40,13 @@ smoke: $(STAMP)
 	KDLAB_CACHE=$(CURDIR)/$(SMOKE)/cache $(BIN)/kdlab run all --profile smoke --out $(SMOKE)
 	KDLAB_CACHE=$(CURDIR)/$(SMOKE)/cache $(BIN)/python -m pytest --nbval-lax --nbval-current-env -q $(SMOKE)/*.ipynb
 	$(BIN)/kdlab book --executed $(SMOKE)
+
+## dry-run: every chapter's full path end to end on the CPU, on a miniature of the work (real architectures,
+## shapes and code paths; 1 epoch of 2 steps per stage; synthetic data where a data set is absent), each with
+## the projected wall time of its real run (kdlab/dry_run.py)
+dry-run: $(STAMP)
+	rm -rf $(DRY_RUN)
+	$(BIN)/kdlab run all --profile full --dry-run --out $(DRY_RUN)
 
 ## lab: JupyterLab on the chapters
 lab: $(STAMP)

@@ -39,7 +39,13 @@ def _run(args: argparse.Namespace) -> int:
         _check_device(args.device)
         parameters["device"] = args.device
     names = _chapters(root, args.chapter)
-    out = Path(args.out or root / "_build" / "runs" / args.profile)
+    if args.dry_run:
+        if args.profile != "full":
+            raise ValueError(f"--dry-run runs the full profile, got --profile {args.profile}")
+        out = Path(args.out) if args.out else runner.default_out(root, "full", dry_run=True)
+        runner.dry_run_all(root, out, names, parameters, kernel=args.kernel)
+        return 0
+    out = Path(args.out or runner.default_out(root, args.profile))
     for name in names:
         print(f"kdlab: running {name} at profile {args.profile} -> {out / (name + '.ipynb')}", flush=True)
         runner.run_chapter(root, name, args.profile, parameters, out, kernel=args.kernel)
@@ -98,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--device", help="cpu, cuda or mps (default: the chapter's choice)")
     run.add_argument("--out", help="output folder (default: _build/runs/PROFILE)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    run.add_argument(
+        "--dry-run", action="store_true",
+        help="with --profile full: the chapter's full path end to end on the CPU on a miniature of the work "
+             "(2 steps an epoch, 1 epoch a stage, synthetic data where a data set is absent), with the "
+             "projected wall time of the real run (into _build/dry-run)",
+    )
     run.set_defaults(handler=_run)
 
     build = commands.add_parser(

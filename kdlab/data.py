@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from kdlab import _checks
+from kdlab import _checks, dry_run
 from kdlab import augment as augmentation
 from kdlab.augment import Augment
 
@@ -47,10 +47,31 @@ class Tensors(TensorDataset):
         return Tensors(self.x.to(device), self.y.to(device))
 
     def subset(self, size: int, seed: int = 0) -> Tensors:
-        """A class-stratified random subset of ``size`` examples (fixed by ``seed``)."""
+        """A class-stratified random subset of ``size`` examples (fixed by ``seed``).
+
+        In a dry run (:mod:`kdlab.dry_run`) the set is a miniature: ``size`` counts examples of the
+        real set, and the subset keeps as many rows as :func:`kdlab.dry_run.train_rows` gives for
+        ``size`` against the real set's size (all of them when ``size`` is the whole real set),
+        remembered as standing for ``size``.
+        """
         _checks.at_least("size", size, 1)
+        if dry_run.active():
+            return self._dry_run_subset(size, seed)
         if size > len(self):
             raise ValueError(f"size must be <= {len(self)} (the number of examples), got {size}")
+        return self._subset(size, seed)
+
+    def _dry_run_subset(self, size: int, seed: int) -> Tensors:
+        real = dry_run.exact(self.x)
+        if real is not None and size > real:
+            raise ValueError(f"size must be <= {real} (the number of examples), got {size}")
+        real = real or dry_run.real_examples(self.x)
+        rows = len(self) if size >= real else dry_run.train_rows(size) * len(self) // dry_run.train_rows(real)
+        kept = self._subset(min(max(rows, 1), len(self)), seed)
+        dry_run.remember(kept.x, size)
+        return kept
+
+    def _subset(self, size: int, seed: int) -> Tensors:
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self), generator=generator)
         # Round-robin over classes in a random order keeps every class represented in small subsets.
@@ -104,19 +125,96 @@ def load(
     per channel). ``train_size`` keeps a class-stratified random subset of the training part,
     chosen by ``seed``; ``test_size`` likewise of the test part (fixed, seed 0: for quick smoke
     runs; results are reported on the whole test part otherwise).
+
+    In a dry run (:mod:`kdlab.dry_run`) nothing is downloaded, a data set that cannot be had
+    becomes synthetic data of its shape and class count (:func:`synthetic`, with one printed line
+    that says so), and each part keeps a class-stratified miniature of what a real run would use
+    (:func:`kdlab.dry_run.train_rows` of the training part, :func:`kdlab.dry_run.test_rows` of the
+    test part), remembered as standing for the real number of examples.
     """
     _checks.choice("name", name, NAMES)
-    if name == "digits":
-        split = _sklearn_split(name, test_size=500)
-    elif name == "breast_cancer":
-        split = _sklearn_split(name, test_size=190)
-    elif name == "mnist":
-        split = _mnist(root, download)
-    else:
-        split = _cifar(name, root, download)
+    if dry_run.active():
+        return _dry_run_load(name, root, train_size, seed, test_size)
+    split = _load(name, root, download)
     train = split.train.subset(train_size, seed) if train_size is not None else split.train
     test = split.test.subset(test_size, 0) if test_size is not None else split.test
     return Split(split.name, train, test, split.num_classes)
+
+
+def _load(name: str, root: str | os.PathLike | None, download: bool) -> Split:
+    if name == "digits":
+        return _sklearn_split(name, test_size=500)
+    if name == "breast_cancer":
+        return _sklearn_split(name, test_size=190)
+    if name == "mnist":
+        return _mnist(root, download)
+    return _cifar(name, root, download)
+
+
+# The real data sets' parts and examples, for synthetic stand-ins: (train, test, shape, classes).
+SHAPES = {
+    "mnist": (60_000, 10_000, (1, 28, 28), 10),
+    "cifar10": (50_000, 10_000, (3, 32, 32), 10),
+    "cifar100": (50_000, 10_000, (3, 32, 32), 100),
+}
+
+
+def _dry_run_load(
+    name: str, root: str | os.PathLike | None, train_size: int | None, seed: int, test_size: int | None
+) -> Split:
+    """:func:`load` in a dry run: the real data without downloading, else a synthetic stand-in
+    (made at the miniature's size directly); then the miniature of each part, remembered."""
+    for size in (train_size, test_size):
+        if size is not None:
+            _checks.at_least("size", size, 1)
+    try:
+        split = _load(name, root, download=False)
+        sizes = len(split.train), len(split.test)
+    except RuntimeError:
+        if name not in SHAPES:
+            raise
+        train_n, test_n, shape, classes = SHAPES[name]
+        print(f"kdlab: dry run: {name} is not available here (no files, and a dry run never downloads): "
+              f"synthetic data of its shape {shape} and {classes} classes stand in for it", flush=True)
+        sizes = train_n, test_n
+        rows = dry_run.train_rows(min(train_size or train_n, train_n)), dry_run.test_rows(
+            min(test_size or test_n, test_n))
+        split = synthetic(name, *rows)
+    parts = []
+    for part, real, size, rows, part_seed in (
+        (split.train, sizes[0], train_size, dry_run.train_rows, seed),
+        (split.test, sizes[1], test_size, dry_run.test_rows, 0),
+    ):
+        if size is not None and size > real:
+            raise ValueError(f"size must be <= {real} (the number of examples), got {size}")
+        wanted = real if size is None else size
+        parts.append(part._subset(min(rows(wanted), len(part)), part_seed))
+        dry_run.remember(parts[-1].x, wanted, latest=part is split.train)
+    return Split(split.name, parts[0], parts[1], split.num_classes)
+
+
+def synthetic(name: str, train_rows: int, test_rows: int, seed: int = 0) -> Split:
+    """Synthetic stand-in for ``name`` (``mnist``, ``cifar10``, ``cifar100``): ``train_rows`` and
+    ``test_rows`` examples of the real shape, with balanced labels of the real class count.
+
+    Each class has its own smooth random pattern, and every image is its pattern plus noise,
+    squashed into [0, 1) like the real pixels (then standardised per channel with the training
+    statistics, as the real CIFAR path is): a network can learn something from it, so every code
+    path runs on values of a realistic range, but no number measured on it means anything.
+    """
+    _checks.choice("name", name, tuple(SHAPES))
+    _, _, shape, classes = SHAPES[name]
+    generator = torch.Generator().manual_seed(seed)
+    patterns = torch.randn(classes, shape[0], 8, 8, generator=generator)
+    patterns = torch.nn.functional.interpolate(patterns, size=shape[1:], mode="bilinear", align_corners=False)
+    parts = []
+    for rows in (train_rows, test_rows):
+        y = torch.arange(rows) % classes
+        y = y[torch.randperm(rows, generator=generator)]
+        x = torch.sigmoid(1.5 * patterns[y] + torch.randn(rows, *shape, generator=generator))
+        parts.append(Tensors(x.contiguous(), y.to(torch.int64)))
+    split = Split(name, parts[0], parts[1], classes)
+    return _standardised(split) if name.startswith("cifar") else split
 
 
 def _sklearn_split(name: str, test_size: int) -> Split:
@@ -175,11 +273,15 @@ def _mnist(root: str | os.PathLike | None, download: bool) -> Split:
 
 
 def _cifar(name: str, root: str | os.PathLike | None, download: bool) -> Split:
-    split = _torchvision(name, root, download, 10 if name == "cifar10" else 100, hint="")
+    return _standardised(_torchvision(name, root, download, 10 if name == "cifar10" else 100, hint=""))
+
+
+def _standardised(split: Split) -> Split:
+    """Every channel standardised with the training part's mean and standard deviation."""
     mean = split.train.x.mean(dim=(0, 2, 3), keepdim=True)
     std = split.train.x.std(dim=(0, 2, 3), keepdim=True)
     return Split(
-        name,
+        split.name,
         Tensors((split.train.x - mean) / std, split.train.y),
         Tensors((split.test.x - mean) / std, split.test.y),
         split.num_classes,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from kdlab import _checks, _io, distributed, metrics, runtime
+from kdlab import _checks, _io, distributed, dry_run, metrics, runtime
 from kdlab.data import TensorLoader, Tensors
 
 Terms = Mapping[str, Tensor]
@@ -253,6 +253,10 @@ def fit(
     - A non-finite term stops the run with ``FloatingPointError`` naming the epoch and the term;
       the checkpoint of the last good epoch is kept.
     - On CUDA with ``amp``, the objective runs under bf16 autocast.
+    - In a dry run (``KDLAB_DRY_RUN=1``, :mod:`kdlab.dry_run`) it runs 1 epoch of at most 2 steps
+      (logged, evaluated and checkpointed as any epoch; the schedule is still laid out over
+      ``epochs``), repeats that epoch's row in the History up to ``epochs`` rows, and records the
+      steps' speed and the size of the real run.
     - Under ``torchrun`` (several processes), the model is trained with DistributedDataParallel
       on shards of each global batch; see :mod:`kdlab.distributed`. An objective that yields
       several steps per batch cannot be used there.
@@ -274,6 +278,7 @@ def fit(
     if resume and path is not None and path.exists():
         start_epoch = _restore(path, model, optimizer, scheduler, train, history, where)
     step = _Step(trained, model, optimizer, _autocast(where, amp), ctx, after_step)
+    cut = dry_run.cut()  # every epoch and batch, unless this is a dry run
     bar = tqdm(
         total=epochs * steps_per_epoch,
         initial=start_epoch * steps_per_epoch,
@@ -282,11 +287,11 @@ def fit(
         disable=not (_progress_enabled(progress) and ctx.is_main),
     )
     try:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(start_epoch, cut.epochs(epochs)):
             model.train()
             started = time.perf_counter()
             totals = _Totals()
-            for batch in train:
+            for batch in cut.batches(train):
                 step.run(objective, tuple(t.to(where, non_blocking=True) for t in batch), totals)
                 if scheduler is not None:
                     scheduler.step()
@@ -301,6 +306,7 @@ def fit(
             if path is not None and ctx.is_main:
                 _save(path, model, optimizer, scheduler, train, history, epoch + 1)
             distributed.barrier(ctx)
+        cut.finish(history, epochs, desc, train, model, objective)
     finally:
         bar.close()
     return history

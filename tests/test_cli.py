@@ -82,3 +82,17 @@ def test_bench_creates_its_json_folder_and_rejects_unknown_names(tmp_path):
     assert (folder / "gpu.json").exists()
     with pytest.raises(SystemExit, match=r"no benchmark\(s\) \['gpus'\].*'distill_step'"):
         cli.main(["--root", str(ROOT), "bench", "gpus"])
+
+
+def test_a_dry_run_is_of_the_full_profile(capsys):
+    assert cli.main(["run", "fsp", "--profile", "smoke", "--dry-run"]) == 2
+    assert "--dry-run runs the full profile, got --profile smoke" in capsys.readouterr().err
+
+
+def test_the_repository_and_launch_buttons_show_only_with_a_repository_url():
+    config = {"repository": {"url": ""}, "launch_buttons": {"colab_url": "x"}, "html": {}}
+    hidden = runner.with_repository(config)
+    assert "repository" not in hidden and "launch_buttons" not in hidden
+    assert hidden["html"]["use_repository_button"] is False
+    shown = runner.with_repository({"repository": {"url": "https://example.org/kdlab"}, "launch_buttons": {}})
+    assert shown["html"]["use_repository_button"] is True and shown["repository"]["url"]

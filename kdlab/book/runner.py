@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,14 +10,18 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kdlab import _checks
+from kdlab import _checks, dry_run
 from kdlab.book import profiles
 from kdlab.book.profiles import PROFILES
+
+# A folder of dry-run notebooks carries this file, so real and dry runs never share a folder.
+DRY_RUN_MARK = ".kdlab-dry-run"
 
 
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -50,8 +55,20 @@ def chapters(root: Path) -> list[str]:
     return [Path(f).name for f in files if f and (root / f"{f}.ipynb").exists()]
 
 
+def default_out(root: Path, profile: str, dry_run: bool = False) -> Path:
+    """Where ``kdlab run`` writes executed chapters: ``_build/runs/<profile>``, or ``_build/dry-run``
+    for dry runs (never the same folder as real runs)."""
+    return root / "_build" / ("dry-run" if dry_run else f"runs/{profile}")
+
+
 def run_chapter(
-    root: Path, chapter: str, profile: str, parameters: dict[str, Any], out: Path, kernel: str = "python3"
+    root: Path,
+    chapter: str,
+    profile: str,
+    parameters: dict[str, Any],
+    out: Path,
+    kernel: str = "python3",
+    dry_run: bool = False,
 ) -> Path:
     """Execute ``book/<chapter>.ipynb`` with papermill at ``profile`` into ``out/<chapter>.ipynb``.
 
@@ -60,10 +77,18 @@ def run_chapter(
     (:func:`kdlab.book.profiles.check_notebook`). The injected-parameters cell is tagged
     ``remove-cell`` so a book built from the executed notebook does not show it. The chapter runs
     in ``out`` (its results land in ``out/results``).
+
+    With ``dry_run``, the chapter's ``full`` path runs end to end on the CPU on a miniature of the
+    work (:mod:`kdlab.dry_run`; ``profile`` is ignored): see :func:`dry_run_environment`. It prints
+    and writes (``out/<chapter>.dry-run.json``) what its training steps measured and the projected
+    wall time of the real run; :func:`dry_run_summary` reads it back. ``out`` must not hold
+    notebooks of real runs (and a real run refuses a folder of dry runs).
     """
     import nbformat
     import papermill
 
+    if dry_run:
+        profile = "full"
     _checks.choice("profile", profile, PROFILES)
     known = chapters(root)
     if chapter not in known:
@@ -76,19 +101,28 @@ def run_chapter(
         raise ValueError(
             f"chapter {chapter!r} has no parameter(s) {unknown}; its parameters are {sorted(declared)}"
         )
+    _check_out(Path(out), dry_run)
     out.mkdir(parents=True, exist_ok=True)
     for extra in (root / "book").iterdir():  # figures and data files the chapter reads beside it
         if extra.suffix not in (".ipynb", ".md") and extra.is_file():
             shutil.copy2(extra, out / extra.name)
     target = out / f"{chapter}.ipynb"
-    papermill.execute_notebook(
-        str(source),
-        str(target),
-        parameters={"profile": profile, **parameters},
-        cwd=str(out),
-        kernel_name=kernel,
-        progress_bar=False,
-    )
+    if dry_run:
+        (out / DRY_RUN_MARK).touch()
+        if "device" in declared:
+            parameters = {**parameters, "device": "cpu"}
+    started = time.perf_counter()
+    with _environment(dry_run_environment(out, chapter) if dry_run else {}):
+        papermill.execute_notebook(
+            str(source),
+            str(target),
+            parameters={"profile": profile, **parameters},
+            cwd=str(out),
+            kernel_name=kernel,
+            progress_bar=False,
+        )
+    if dry_run:
+        _report_dry_run(out, chapter, time.perf_counter() - started)
     notebook = nbformat.read(target, as_version=4)
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
@@ -96,6 +130,98 @@ def run_chapter(
             cell.metadata["tags"] = [*tags, "remove-cell"]
     nbformat.write(notebook, target)
     return target
+
+
+def _check_out(out: Path, dry_run: bool) -> None:
+    """Refuse to mix dry-run notebooks and real ones in one folder."""
+    if not out.is_dir():
+        return
+    marked = (out / DRY_RUN_MARK).exists()
+    if dry_run and not marked and any(out.glob("*.ipynb")):
+        raise ValueError(f"{str(out)!r} holds notebooks of real runs; give dry runs a folder of their own")
+    if not dry_run and marked:
+        raise ValueError(f"{str(out)!r} holds dry runs; give real runs another folder")
+
+
+def dry_run_environment(out: Path, chapter: str) -> dict[str, str]:
+    """The environment of a chapter's dry run (see :mod:`kdlab.dry_run`): ``KDLAB_DRY_RUN=1``,
+    ``KDLAB_DEVICE=cpu``, the report file ``KDLAB_DRY_RUN_REPORT=out/<chapter>.dry-run.jsonl``
+    (emptied), and, unless ``KDLAB_CACHE`` is set, an empty cache of its own in
+    ``out/cache/<chapter>``, so every fit of the chapter runs and is measured (the keys of a dry
+    run differ from a real run's anyway)."""
+    out = Path(out).resolve()
+    report = out / f"{chapter}.dry-run.jsonl"
+    report.unlink(missing_ok=True)
+    env = {dry_run.ENV: "1", dry_run.REPORT_ENV: str(report), "KDLAB_DEVICE": "cpu"}
+    if not os.environ.get("KDLAB_CACHE"):
+        cache = out / "cache" / chapter
+        shutil.rmtree(cache, ignore_errors=True)
+        env["KDLAB_CACHE"] = str(cache)
+    return env
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (the kernel inherits it), restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _report_dry_run(out: Path, chapter: str, seconds: float) -> dry_run.Summary:
+    summary = dry_run.summary(Path(out) / f"{chapter}.dry-run.jsonl")
+    record = {"chapter": chapter, "wall_seconds": seconds, **summary.to_dict()}
+    (Path(out) / f"{chapter}.dry-run.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(dry_run_line(chapter, summary, seconds), flush=True)
+    for configuration in summary.configurations[:3]:  # where most of the real run goes
+        print(f"  {dry_run.describe(configuration)}", flush=True)
+    return summary
+
+
+def dry_run_line(chapter: str, summary: dry_run.Summary, seconds: float) -> str:
+    """One line: ``kdlab: fsp full (dry run): 26 fit calls, 52 steps (at most 2 each), ran in 19 s;
+    the real run: ~13.0 h of training on this CPU``."""
+    return (f"kdlab: {chapter} full (dry run): {summary.fits} fit calls, {summary.steps} steps "
+            f"(at most {dry_run.STEPS_PER_EPOCH} each), ran in {seconds:.0f} s; the real run: "
+            f"~{dry_run.duration(summary.projected_seconds)} of training on this CPU")
+
+
+def dry_run_summary(out: Path, chapter: str) -> dict[str, Any] | None:
+    """What the last dry run of ``chapter`` into ``out`` wrote (``None`` if there was none):
+    ``wall_seconds``, ``fits``, ``steps``, ``seconds``, ``projected_seconds`` and ``configurations``
+    (each with its best ``images_per_second`` and ``projected_seconds``, the heaviest first)."""
+    path = Path(out) / f"{chapter}.dry-run.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def dry_run_all(
+    root: Path,
+    out: str | os.PathLike,
+    names: list[str] | None = None,
+    parameters: dict[str, Any] | None = None,
+    kernel: str = "python3",
+) -> list[dict[str, Any]]:
+    """Dry-run ``names`` (default: every chapter, in the table of contents' order) into ``out``, one
+    after the other, then print the total; returns each chapter's :func:`dry_run_summary`."""
+    names = chapters(root) if names is None else names
+    out = Path(out)
+    done = []
+    for name in names:
+        print(f"kdlab: dry run of {name} at profile full -> {out / (name + '.ipynb')}", flush=True)
+        run_chapter(root, name, "full", dict(parameters or {}), out, kernel=kernel, dry_run=True)
+        done.append(dry_run_summary(out, name))
+    wall = sum(d["wall_seconds"] for d in done)
+    projected = sum(d["projected_seconds"] for d in done)
+    print(f"kdlab: {len(done)} chapter(s) dry-run in {wall:.0f} s; the real full runs: "
+          f"~{dry_run.duration(projected)} of training on this CPU", flush=True)
+    return done
 
 
 def _package_digest() -> str:
@@ -141,6 +267,17 @@ def execute_all(
     return report
 
 
+def with_repository(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the repository and launch buttons shown only when ``repository.url`` (the one
+    setting, empty until the book is published) names a repository: a button never leads nowhere."""
+    url = str((config.get("repository") or {}).get("url") or "").strip()
+    config = {**config, "html": {**config.get("html", {}), "use_repository_button": bool(url)}}
+    if not url:
+        config.pop("repository", None)
+        config.pop("launch_buttons", None)
+    return config
+
+
 def build(root: Path, executed: Path, strict: bool = True) -> Path:
     """Build the HTML book from executed notebooks; returns the path of its ``index.html``.
 
@@ -158,7 +295,7 @@ def build(root: Path, executed: Path, strict: bool = True) -> Path:
             raise FileNotFoundError(f"{notebook} is missing: run `kdlab run {name} --out {executed}` first")
         shutil.copy2(notebook, source / "book" / notebook.name)
     shutil.copy2(root / "_toc.yml", source / "_toc.yml")
-    config = yaml.safe_load((root / "_config.yml").read_text())
+    config = with_repository(yaml.safe_load((root / "_config.yml").read_text()))
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     script = Path(sys.executable).parent / "jupyter-book"

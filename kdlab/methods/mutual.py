@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab import _checks, metrics, runtime
+from kdlab import _checks, dry_run, metrics, runtime
 from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.mutual import mutual_terms
@@ -127,12 +127,13 @@ def evaluation(
     on every ``every``-th call and at call ``epochs`` (the last epoch), other calls log nothing.
     """
     _checks.at_least("every", every, 1)
+    last = dry_run.cut().epochs(epochs) if epochs is not None else None  # a dry run stops after 1 epoch
     x, y = test.tensors if isinstance(test, Tensors) else test
     calls = [0]
 
     def evaluate(students: nn.Module) -> dict[str, float]:
         calls[0] += 1
-        if calls[0] % every and calls[0] != epochs:
+        if calls[0] % every and calls[0] != last:
             return {}
         device = next(students.parameters()).device
         labels = y.to(device)
