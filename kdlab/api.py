@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from kdlab import _checks, adapters, runtime
@@ -41,6 +42,25 @@ def _prepare(
         if part is not None:
             adapters.check_tensors(part, name)
     return (tensors.to(where) if tensors is not None else None), test_set
+
+
+def _validation(val: adapters.Data | None, test_set: Tensors | None) -> Tensors | None:
+    """``val`` read into memory as ``test`` is, and checked; refused when it is the test set itself
+    (the same tensors by content): choosing the returned epoch on the test set is what ``val`` is
+    there to avoid."""
+    if val is None:
+        return None
+    val_set = adapters.materialize(val, "val")
+    adapters.check_tensors(val_set, "val")
+    if test_set is not None and all(
+        a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in zip(val_set.tensors, test_set.tensors)
+    ):
+        raise ValueError(
+            "val is the test set (the same tensors): selecting the returned epoch on the test set makes its "
+            "test metrics optimistic; hold out a validation split from train (e.g. kdlab.data.load(..., "
+            "train_size=...)) and pass that as val"
+        )
+    return val_set
 
 
 def _check_labels(tensors: Tensors | None, test_set: Tensors | None, classes: int) -> None:
@@ -100,7 +120,17 @@ def distill(
     Methods and their knobs, as :data:`kdlab.methods.registry.METHODS` lists them (each method's
     knobs with the training knobs ``epochs``, ``lr``,
     ``batch_size``, ``seed``, ``optimizer``, ``weight_decay``, ``schedule``, ``device``,
-    ``progress``, ``cache``):
+    ``progress``, ``cache``, and ``checkpoint``, ``resume``, ``val``, ``log``, which go only to
+    the stage that trains the returned model, e.g. FitNets' KD stage, FSP's training stage,
+    Born-Again's last generation; ``tsne`` does not take them yet):
+
+    - ``checkpoint`` (a path) and ``resume=True``: :func:`kdlab.train.fit`'s; a run killed and
+      resumed gives the same student as an unbroken one (bitwise on CPU). Not in the cache key.
+    - ``val``: a validation split, in any form ``test`` takes (never the test set itself: that is
+      refused). It is evaluated every epoch (``val_error``...) and the weights of the epoch with
+      the fewest val errors are returned; ``history.best_epoch`` names it and ``history.best(key)``
+      reads that epoch's numbers, beside ``history.last(key)`` (the last epoch's). In the cache key.
+    - ``log`` (a CSV path): one row per epoch, the History's keys, appended as each finishes.
 
     - ``"hinton"``: Hinton, Vinyals & Dean (2015), eq. 2's soft targets,
       ``alpha * T^2 KL(p_t^T || p_s^T) + (1 - alpha) CE(y, p_s)``
@@ -148,6 +178,8 @@ def distill(
     where = runtime.device(knobs["device"])
     knobs["device"] = where
     tensors, test_set = _prepare(train, test, where)
+    val_set = _validation(knobs["val"], test_set)
+    knobs["val"] = val_set
     if tensors is None and entry.tensors_only:
         raise ValueError(
             f"method {method!r} needs the training set as tensors in memory (Tensors or (x, y)), got a "
@@ -159,6 +191,9 @@ def distill(
     _check_dtypes(tensors, probe, test_set, {"teacher": teacher, "student": first_student})
     classes = adapters.check_classes(teacher, first_student, probe)
     _check_labels(tensors, test_set, classes)
+    if val_set is not None:
+        adapters.check_dtype("val.x", val_set.x, {"teacher": teacher, "student": first_student})
+        _checks.labels("val labels", val_set.y, len(val_set), classes)
     data = tensors if tensors is not None else _loader(train, knobs, classes)
     return entry.run(teacher, make_student, data, test_set, knobs, classes)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
+import csv
 import itertools
 import math
 import os
@@ -119,9 +121,11 @@ def _as_schedule(schedule: object) -> str | Steps | None:
 
 @dataclass
 class History:
-    """Every logged term and test metric, one dict per finished epoch."""
+    """Every logged term and test metric, one dict per finished epoch; ``best_epoch`` (from 1) is
+    the epoch whose weights :func:`fit` kept when it selected on a ``val`` split (else ``None``)."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
 
     def __getitem__(self, key: str) -> list[float]:
         if self.epochs and key not in self.epochs[-1]:
@@ -137,15 +141,25 @@ class History:
             raise ValueError("history is empty: no epoch has finished")
         return self[key][-1]
 
+    def best(self, key: str) -> float:
+        """The value of ``key`` at the epoch selected on ``val`` (:attr:`best_epoch`), whose weights
+        the model holds; label it as such next to :meth:`last` (kdlab reports last-epoch metrics)."""
+        if self.best_epoch is None:
+            raise ValueError("no epoch was selected: fit(val=...) selects one")
+        return self[key][self.best_epoch - 1]
+
     def keys(self) -> list[str]:
         return list(self.epochs[-1]) if self.epochs else []
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epochs": [dict(row) for row in self.epochs]}
+        state: dict[str, Any] = {"epochs": [dict(row) for row in self.epochs]}
+        if self.best_epoch is not None:
+            state["best_epoch"] = self.best_epoch
+        return state
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any]) -> History:
-        return cls([dict(row) for row in state["epochs"]])
+        return cls([dict(row) for row in state["epochs"]], state.get("best_epoch"))
 
     def frame(self):
         """The history as a pandas DataFrame, one row per epoch."""
@@ -160,8 +174,11 @@ def cross_entropy(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tens
     return {"loss": loss}
 
 
-def classification(test: Tensors | tuple[Tensor, Tensor], batch_size: int = 1000) -> Evaluate:
-    """The default evaluation: test error count, accuracy and cross-entropy on ``test``."""
+def classification(
+    test: Tensors | tuple[Tensor, Tensor], batch_size: int = 1000, prefix: str = "test"
+) -> Evaluate:
+    """The default evaluation: error count, accuracy and cross-entropy on ``test``, named
+    ``{prefix}_error``, ``{prefix}_accuracy``, ``{prefix}_loss``."""
     x, y = test.tensors if isinstance(test, Tensors) else test
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -170,9 +187,9 @@ def classification(test: Tensors | tuple[Tensor, Tensor], batch_size: int = 1000
         labels = y.to(device)
         errors = metrics.error_count(logits, labels)
         return {
-            "test_error": float(errors),
-            "test_accuracy": 1.0 - errors / len(labels),
-            "test_loss": float(F.cross_entropy(logits, labels)),
+            f"{prefix}_error": float(errors),
+            f"{prefix}_accuracy": 1.0 - errors / len(labels),
+            f"{prefix}_loss": float(F.cross_entropy(logits, labels)),
         }
 
     return evaluate
@@ -233,6 +250,8 @@ def fit(
     progress: bool | None = None,
     desc: str = "train",
     after_step: Callable[[nn.Module], None] | None = None,
+    val: Tensors | tuple[Tensor, Tensor] | None = None,
+    log: str | os.PathLike | None = None,
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs over ``train``, minimising ``objective``.
 
@@ -250,6 +269,13 @@ def fit(
       if ``checkpoint`` is a path, everything needed to continue (weights, optimiser, schedule,
       loader and RNG states, history) is written atomically. ``resume=True`` continues from that
       file, and on CPU reaches the same final weights as an uninterrupted run.
+    - ``val`` (a validation split, kept apart from ``test``): evaluated after each epoch as
+      ``val_error``, ``val_accuracy``, ``val_loss``; the weights of the epoch with the fewest val
+      errors (the first on ties) are kept and loaded back at the end, and ``History.best_epoch``
+      names it (every epoch's row stays, so ``history.last(k)`` and ``history.best(k)`` both read).
+      The selection looks at ``val`` only, never at ``test``.
+    - ``log`` (a CSV path): each epoch's row is appended as it finishes (header from the first
+      row); a fresh run starts the file anew, a resumed one rewrites the rows it restored.
     - A non-finite term stops the run with ``FloatingPointError`` naming the epoch and the term;
       the checkpoint of the last good epoch is kept.
     - On CUDA with ``amp``, the objective runs under bf16 autocast.
@@ -272,11 +298,15 @@ def fit(
     scheduler = _schedule(optimizer, schedule, epochs * steps_per_epoch, steps_per_epoch)
     if evaluate is None and test is not None:
         evaluate = classification(test)
+    validate = classification(val, prefix="val") if val is not None else None
     history = History()
+    best = _Best()
     path = Path(checkpoint) if checkpoint is not None else None
     start_epoch = 0
     if resume and path is not None and path.exists():
-        start_epoch = _restore(path, model, optimizer, scheduler, train, history, where)
+        start_epoch = _restore(path, model, optimizer, scheduler, train, history, where, best)
+    if log is not None and ctx.is_main:
+        _write_log(Path(log), history.epochs)
     step = _Step(trained, model, optimizer, _autocast(where, amp), ctx, after_step)
     cut = dry_run.cut()  # every epoch and batch, unless this is a dry run
     bar = tqdm(
@@ -301,15 +331,50 @@ def fit(
             row["lr"] = optimizer.param_groups[0]["lr"]
             if evaluate is not None:
                 row.update(evaluate(model))
+            if validate is not None:
+                row.update(validate(model))
+                best.offer(epoch + 1, row["val_error"], model)
             history.epochs.append(row)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "test_error")})
             if path is not None and ctx.is_main:
-                _save(path, model, optimizer, scheduler, train, history, epoch + 1)
+                _save(path, model, optimizer, scheduler, train, history, epoch + 1, best)
+            if log is not None and ctx.is_main:
+                _write_log(Path(log), [row], append=True)
             distributed.barrier(ctx)
         cut.finish(history, epochs, desc, train, model, objective)
     finally:
         bar.close()
+    if validate is not None and best.state is not None:
+        model.load_state_dict(best.state)
+        history.best_epoch = best.epoch
     return history
+
+
+@dataclass
+class _Best:
+    """The epoch (from 1) with the fewest val errors so far (the first on ties), and its weights."""
+
+    epoch: int | None = None
+    error: float = math.inf
+    state: dict[str, Tensor] | None = None
+
+    def offer(self, epoch: int, error: float, model: nn.Module) -> None:
+        if error < self.error:
+            self.epoch, self.error, self.state = epoch, error, copy.deepcopy(model.state_dict())
+
+
+def _write_log(path: Path, rows: list[dict[str, float]], append: bool = False) -> None:
+    """Write ``rows`` to the CSV at ``path`` (anew, or appended), the header from the first row."""
+    if not append or not path.exists():
+        path.write_text("")
+    with path.open(newline="") as file:
+        header = file.readline()
+    fields = next(csv.reader([header])) if header else list(rows[0]) if rows else []
+    with path.open("a", newline="") as file:
+        writer = csv.DictWriter(file, fields, restval="", extrasaction="ignore")
+        if not header and rows:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 def _place(train: object, ctx: distributed.Context, where: torch.device) -> None:
@@ -423,6 +488,7 @@ def _save(
     train: object,
     history: History,
     epochs_done: int,
+    best: _Best,
 ) -> None:
     """Write atomically all that a resumed :func:`fit` needs after ``epochs_done`` epochs."""
     state = {
@@ -434,6 +500,7 @@ def _save(
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "history": history.to_dict(),
+        "best": vars(best),
     }
     _io.atomic_torch_save(state, path)
 
@@ -446,6 +513,7 @@ def _restore(
     train: object,
     history: History,
     where: torch.device,
+    best: _Best,
 ) -> int:
     """Load the checkpoint at ``path`` into all of these; the number of epochs it had finished."""
     try:
@@ -464,4 +532,6 @@ def _restore(
     if state["rng_cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
     history.epochs[:] = History.from_dict(state["history"]).epochs
+    if state.get("best") is not None:
+        vars(best).update(state["best"])
     return int(state["epochs_done"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -162,7 +163,7 @@ def recipe(
     return decorate
 
 
-@recipe("model", factories=("model",))
+@recipe("model", factories=("model",), not_keyed=("checkpoint", "resume", "log"))
 def train_model(
     model: ModelOrFactory,
     data: Tensors | tuple[Tensor, ...] | Iterable[tuple[Tensor, ...]],
@@ -181,6 +182,10 @@ def train_model(
     cache: bool = False,
     progress: bool | None = None,
     desc: str = "train",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    val: Tensors | tuple[Tensor, Tensor] | None = None,
+    log: str | os.PathLike | None = None,
 ) -> Plan:
     """Seed with ``seed``, build ``model`` (a factory, or a module whose copy is trained) and
     :func:`~kdlab.train.fit` it on ``data`` with ``objective``; returns the :class:`Result`
@@ -192,6 +197,12 @@ def train_model(
     data's content). ``augment`` (:mod:`kdlab.augment`) shifts and flips the inputs of every
     batch on the device (tensors only). Max-norm layers (:class:`kdlab.models.MaxNormLinear`) are
     projected after every step. With ``cache`` the result is trained once per key (:func:`recipe`).
+
+    ``checkpoint``/``resume`` (:func:`~kdlab.train.fit`'s: a resumed run equals an unbroken one, so
+    they are not keyed), ``log`` (a CSV of the epochs' rows, not keyed; a cache hit trains nothing
+    and writes none) and ``val`` (a validation split: the weights of the epoch with the fewest val
+    errors are returned, ``History.best_epoch`` names it; keyed, as it changes the result) go to
+    :func:`~kdlab.train.fit`.
     """
     make = as_factory(model, "model")
     where = runtime.device(device)
@@ -219,7 +230,7 @@ def train_model(
         return train.fit(
             net, loader, objective, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
             schedule=schedule, test=test, device=where, after_step=models.constrain_, progress=progress,
-            desc=desc,
+            desc=desc, checkpoint=checkpoint, resume=resume, val=val, log=log,
         )
 
     return Plan(make, run)

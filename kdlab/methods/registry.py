@@ -28,7 +28,13 @@ from kdlab.methods.common import Result, train_model
 TRAINING_KNOBS: Mapping[str, Any] = MappingProxyType({
     "epochs": 10, "lr": 1e-3, "batch_size": 128, "seed": 0, "optimizer": "adam", "weight_decay": 0.0,
     "schedule": None, "augment": None, "device": None, "progress": None, "cache": False,
+    "checkpoint": None, "resume": False, "val": None, "log": None,
 })
+
+# The training knobs that go only to the stage that trains the returned model (the last stage of a
+# two-stage method, the last generation of Born-Again): fit's checkpoint and resume, the validation
+# split that selects the returned epoch, and the CSV log of its epochs.
+LAST_STAGE_KNOBS = ("checkpoint", "resume", "val", "log")
 
 # Hinton et al. (2015) used T = 20 on MNIST; alpha = 0.9 weights the soft term as the book's chapters do.
 HINTON_TEMPERATURE, HINTON_ALPHA = 20.0, 0.9
@@ -80,6 +86,21 @@ def training(knobs: Mapping[str, Any]) -> dict[str, Any]:
     return {name: knobs[name] for name in TRAINING_KNOBS}
 
 
+def _split_last_stage(fit: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``fit`` without :data:`LAST_STAGE_KNOBS`, and those knobs alone."""
+    return ({k: v for k, v in fit.items() if k not in LAST_STAGE_KNOBS},
+            {k: fit[k] for k in LAST_STAGE_KNOBS})
+
+
+def _refuse_last_stage_knobs(name: str, knobs: Mapping[str, Any]) -> None:
+    given = [k for k in LAST_STAGE_KNOBS if knobs[k] is not None and knobs[k] is not False]
+    if given:
+        raise ValueError(
+            f"method {name!r} does not take {given} yet: its recipe trains outside "
+            "kdlab.methods.common.train_model, which is where these knobs are implemented"
+        )
+
+
 def _targets(teacher: nn.Module, data: Tensors, knobs: Mapping[str, Any]) -> Any:
     """The teacher's logits on ``data.x``, computed once (and cached with the teacher), or the teacher
     itself, run on every batch, when ``augment`` changes the inputs every epoch."""
@@ -122,7 +143,7 @@ def _fitnets(teacher, make, data, test, knobs, classes) -> Result:
             raise ValueError(f"method 'fitnets' needs {name}=<a layer name of the {role}>")
     features.check_layers(teacher, knobs["hint"], "hint (a teacher layer)")
     features.check_layers(make(), knobs["guided"], "guided (a student layer)")
-    fit = training(knobs)
+    fit = training(knobs)  # the hint stage takes none of LAST_STAGE_KNOBS; the KD stage all of them
     guided, hint_history = fitnets.hint_stage(
         make, teacher, data, hint=knobs["hint"], guided=knobs["guided"], epochs=_stage_epochs(knobs),
         lr=fit["lr"], batch_size=fit["batch_size"], seed=fit["seed"], regressor=knobs["regressor"],
@@ -162,7 +183,7 @@ def _fsp(teacher, make, data, test, knobs, classes) -> Result:
         teacher, [name for pair in teacher_pairs for name in pair],
         "teacher_pairs (teacher layers; by default the names of pairs)",
     )
-    fit = training(knobs)
+    fit = training(knobs)  # the FSP stage takes none of LAST_STAGE_KNOBS; the training stage all of them
     init, stage = fsp.fsp_stage(
         make, teacher, data, epochs=_stage_epochs(knobs), pairs=pairs, teacher_pairs=teacher_pairs,
         weights=knobs["weights"], lr=fit["lr"], batch_size=fit["batch_size"], seed=fit["seed"],
@@ -184,7 +205,9 @@ def _tsne(teacher, make, data, test, knobs, classes) -> Result:
             f"method 'tsne' takes no augment, got {knobs['augment']!r}: its P matrices belong to fixed "
             "batches of fixed inputs"
         )
-    fit = {k: v for k, v in training(knobs).items() if k not in ("weight_decay", "augment")}
+    _refuse_last_stage_knobs("tsne", knobs)
+    fit = {k: v for k, v in training(knobs).items()
+           if k not in ("weight_decay", "augment", *LAST_STAGE_KNOBS)}
     return tsne.distill(
         make, data, teacher, beta=knobs["beta"], tsne_alpha=knobs["tsne_alpha"],
         perplexity=knobs["perplexity"], pca_dim=knobs["pca_dim"], layer=layer, teacher_layer=teacher_layer,
@@ -193,26 +216,37 @@ def _tsne(teacher, make, data, test, knobs, classes) -> Result:
 
 
 def _born_again(teacher, make, data, test, knobs, classes) -> Result:
-    _checks.at_least("generations", knobs["generations"], 1)
-    fit = training(knobs)
+    """Generations 1 .. K; only the last one (the returned model) takes :data:`LAST_STAGE_KNOBS`."""
+    generations = knobs["generations"]
+    _checks.at_least("generations", generations, 1)
+    fit, last_stage = _split_last_stage(training(knobs))
+    loss = {"temperature": knobs["temperature"], "alpha": knobs["alpha"]}
     if isinstance(data, Tensors):
-        return born_again.descend(
-            teacher, make, data, generations=knobs["generations"], temperature=knobs["temperature"],
-            alpha=knobs["alpha"], test=test, **fit,
+        earlier = (born_again.descend(teacher, make, data, generations=generations - 1, test=test, **loss, **fit)
+                   if generations > 1 else None)
+        parent = earlier.model if earlier is not None else teacher
+        model, history = hinton.distill(
+            make, data, _targets(parent, data, knobs), test=test, desc=f"BAN-{generations}, seed {fit['seed']}",
+            **loss, **{**fit, "seed": born_again.generation_seed(fit["seed"], generations)}, **last_stage,
         )
+        before = earlier.produced["generations"] if earlier is not None else []
+        sequence = [*before, born_again.Generation(generations, model, history)]
+        return Result(model, history, {g.name: g.history for g in sequence}, {"generations": sequence})
     # A loader: the teacher of each generation runs per batch, with the same seeds as descend's.
     previous, stages = teacher, {}
-    for k in range(1, knobs["generations"] + 1):
+    for k in range(1, generations + 1):
         objective = _by_batch(previous, hinton.objective(knobs["temperature"], knobs["alpha"]), classes)
         previous, stages[f"BAN-{k}"] = train_model(
             make, data, objective, test=test, desc=f"BAN-{k}",
             **{**fit, "seed": born_again.generation_seed(fit["seed"], k)},
+            **(last_stage if k == generations else {}),
         )
-    return Result(previous, stages[f"BAN-{knobs['generations']}"], stages)
+    return Result(previous, stages[f"BAN-{generations}"], stages)
 
 
 def _mutual(_teacher, make, data, test, knobs, classes) -> Result:
-    fit = {k: v for k, v in training(knobs).items() if k != "seed"}
+    _refuse_last_stage_knobs("mutual", knobs)
+    fit = {k: v for k, v in training(knobs).items() if k not in ("seed", *LAST_STAGE_KNOBS)}
     students = knobs["students"] or [make] * knobs["cohort"]
     if not isinstance(data, (Tensors, adapters.CheckedBatches)):  # kdlab.mutual gives checked batches
         data = adapters.CheckedBatches(data, classes)
