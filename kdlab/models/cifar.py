@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 
 from kdlab import _checks
+from kdlab.models._parts import add_stages, with_head
 from kdlab.models.wrn import wide_resnet
 
 
@@ -99,22 +100,8 @@ def cifar_resnet(depth: int, widths: Sequence[int], *, num_classes: int = 100) -
             relu=nn.ReLU(),
         )
     )
-    channels = widths[0]
-    for stage, width in enumerate(widths[1:], start=1):
-        stage_blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        for b in range(1, blocks + 1):
-            stride = 2 if stage > 1 and b == 1 else 1
-            stage_blocks[f"block{b}"] = BasicBlock(channels, width, stride)
-            channels = width
-        layers[f"stage{stage}"] = nn.Sequential(stage_blocks)
-    layers["pool"] = nn.AdaptiveAvgPool2d(1)
-    layers["flatten"] = nn.Flatten()
-    layers["fc"] = nn.Linear(channels, num_classes)
-    model = nn.Sequential(layers)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    return model
+    channels = add_stages(layers, BasicBlock, widths[0], widths[1:], blocks)
+    return with_head(layers, channels, num_classes)
 
 
 # The benchmark's VGG configurations: the 3x3 conv widths of the stem and the four stages.
@@ -164,13 +151,9 @@ def cifar_vgg(cfg: Sequence[Sequence[int]], *, num_classes: int = 100) -> nn.Seq
             parts[f"relu{j}"] = nn.ReLU()
             channels = width
         layers["stem" if k == 0 else f"stage{k}"] = nn.Sequential(parts)
-    layers["pool"] = nn.AdaptiveAvgPool2d(1)
-    layers["flatten"] = nn.Flatten()
-    layers["fc"] = nn.Linear(channels, num_classes)
-    model = nn.Sequential(layers)
+    model = with_head(layers, channels, num_classes)
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(module.bias)
     nn.init.normal_(model.fc.weight, 0.0, 0.01)
     nn.init.zeros_(model.fc.bias)

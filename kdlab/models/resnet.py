@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kdlab import _checks
+from kdlab.models._parts import add_stages, with_head
 
 # The first and last feature maps of each section, both at the section's spatial size, for
 # kdlab.losses.features.fsp_loss. Section 1 starts at the stem's output (its input); sections
@@ -114,19 +115,5 @@ def resnet(
             relu=nn.ReLU(),
         )
     )
-    channels = widths[0]
-    for stage, width in enumerate(widths, start=1):
-        stage_blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        for b in range(1, blocks + 1):
-            stride = 2 if stage > 1 and b == 1 else 1
-            stage_blocks[f"block{b}"] = BasicBlock(channels, width, stride)
-            channels = width
-        layers[f"stage{stage}"] = nn.Sequential(stage_blocks)
-    layers["pool"] = nn.AdaptiveAvgPool2d(1)
-    layers["flatten"] = nn.Flatten()
-    layers["logits"] = nn.Linear(channels, num_classes)
-    model = nn.Sequential(layers)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    return model
+    channels = add_stages(layers, BasicBlock, widths[0], widths, blocks)
+    return with_head(layers, channels, num_classes, name="logits")

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 from kdlab import _checks
+from kdlab.models._parts import add_stages, with_head
 
 
 class PreActBlock(nn.Module):
@@ -81,22 +82,9 @@ def wide_resnet(depth: int, widen_factor: int, *, num_classes: int = 100) -> nn.
 
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     layers["stem"] = nn.Conv2d(3, 16, 3, padding=1, bias=False)
-    channels = 16
-    for stage, width in enumerate(widths, start=1):
-        stage_blocks: OrderedDict[str, nn.Module] = OrderedDict()
-        for b in range(1, blocks + 1):
-            stride = 2 if stage > 1 and b == 1 else 1
-            stage_blocks[f"block{b}"] = PreActBlock(channels, width, stride)
-            channels = width
-        layers[f"stage{stage}"] = nn.Sequential(stage_blocks)
+    channels = add_stages(layers, PreActBlock, 16, widths, blocks)
     layers["bn"] = nn.BatchNorm2d(channels)
     layers["relu"] = nn.ReLU()
-    layers["pool"] = nn.AdaptiveAvgPool2d(1)
-    layers["flatten"] = nn.Flatten()
-    layers["fc"] = nn.Linear(channels, num_classes)
-    model = nn.Sequential(layers)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    model = with_head(layers, channels, num_classes)
     nn.init.zeros_(model.fc.bias)
     return model
