@@ -18,48 +18,16 @@ plain convs, batch norms, element-wise sums and pools, with no ``view``, so they
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from kdlab import _checks
 from kdlab.models._parts import add_stages, with_head
+from kdlab.models.resnet import BasicBlock
 from kdlab.models.wrn import wide_resnet
-
-
-class BasicBlock(nn.Module):
-    """He et al. (2016)'s basic block with the benchmark's projection shortcut (option B).
-
-    ``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))``, two 3x3 convs without bias.
-    The shortcut is ``x`` when the block keeps size and width, otherwise ``shortcut.conv`` (1x1,
-    stride ``stride``, no bias) and ``shortcut.bn``. ``conv1`` carries the stride, so
-    ``relu1`` is the block's first map at its output size.
-
-    Shapes: (batch, in_channels, h, w) -> (batch, out_channels, h / stride, w / stride).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        if stride == 1 and in_channels == out_channels:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                OrderedDict(
-                    conv=nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(out_channels),
-                )
-            )
-        self.relu2 = nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return self.relu2(out + self.shortcut(x))
 
 
 def cifar_resnet(depth: int, widths: Sequence[int], *, num_classes: int = 100) -> nn.Sequential:
@@ -100,7 +68,9 @@ def cifar_resnet(depth: int, widths: Sequence[int], *, num_classes: int = 100) -
             relu=nn.ReLU(),
         )
     )
-    channels = add_stages(layers, BasicBlock, widths[0], widths[1:], blocks)
+    # The benchmark's option B: a 1x1 conv and batch norm on the shortcut where the shape changes.
+    block = functools.partial(BasicBlock, projection=True)
+    channels = add_stages(layers, block, widths[0], widths[1:], blocks)
     return with_head(layers, channels, num_classes)
 
 

@@ -47,10 +47,15 @@ class PadShortcut(nn.Module):
 class BasicBlock(nn.Module):
     """Two 3x3 convs with batch norm, ``relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))``.
 
-    ``conv1`` carries the stride, so ``relu1`` is the block's first map at its output size.
+    ``conv1`` carries the stride, so ``relu1`` is the block's first map at its output size. Where
+    the shape changes, the shortcut is He et al.'s option A (:class:`PadShortcut`: subsample and
+    zero-pad the channels, no parameters), or with ``projection`` option B (``shortcut.conv``, a
+    1x1 conv of stride ``stride`` without bias, and ``shortcut.bn``), as the CIFAR-100 KD
+    benchmark's nets have it (:func:`kdlab.models.cifar.cifar_resnet`).
+    Shapes: (batch, in_channels, h, w) -> (batch, out_channels, h / stride, w / stride).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, projection: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -59,6 +64,11 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         if stride == 1 and in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
+        elif projection:
+            self.shortcut = nn.Sequential(OrderedDict(
+                conv=nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                bn=nn.BatchNorm2d(out_channels),
+            ))
         else:
             self.shortcut = PadShortcut(stride, out_channels - in_channels)
         self.relu2 = nn.ReLU()
