@@ -1,34 +1,18 @@
 import argparse
 import json
-from collections import OrderedDict
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from toys import FIT, net, same_weights, toy
 
 from kdlab import adapters, cli_distill
 from kdlab.api import distill, knobs_of, mutual
 from kdlab.data import Tensors
 from kdlab.methods import born_again, hinton, tsne
 from kdlab.methods import mutual as dml
-
-FIT = dict(epochs=1, batch_size=16, progress=False, device="cpu")
-
-
-def net(classes: int = 3, width: int = 4) -> nn.Module:
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(1, width, 3, padding=1), relu=nn.ReLU(), flatten=nn.Flatten(),
-        fc=nn.Linear(width * 16, classes),
-    ))
-
-
-def toy(n: int = 48, classes: int = 3, seed: int = 0) -> Tensors:
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % classes
-    x = torch.randn(n, 1, 4, 4, generator=generator) + y.view(-1, 1, 1, 1).float()
-    return Tensors(x, y)
 
 
 @pytest.fixture
@@ -37,9 +21,6 @@ def teacher() -> nn.Module:
     return net(width=6)
 
 
-def same_weights(a: nn.Module, b: nn.Module) -> bool:
-    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-    return all(torch.equal(p, q) for p, q in pairs)
 
 
 def test_hinton_is_the_recipe_called_with_the_teachers_logits(teacher):

@@ -1,6 +1,5 @@
 """Bugs a practitioner hit using kdlab on their own models and data (the project's issue), one test each."""
 
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -8,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+from toys import FIT, net, toy
 
 from kdlab import cli, cli_distill, data, export, features, models
 from kdlab.api import distill, mutual
@@ -16,21 +16,10 @@ from kdlab.data import Tensors
 from kdlab.methods import fitnets
 
 ROOT = Path(__file__).resolve().parents[1]
-FIT = dict(epochs=1, batch_size=16, progress=False, device="cpu")
 
 
-def net(classes: int = 3, width: int = 4) -> nn.Module:
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(1, width, 3, padding=1), relu=nn.ReLU(), flatten=nn.Flatten(),
-        fc=nn.Linear(width * 16, classes),
-    ))
 
 
-def toy(n: int = 48, classes: int = 3, seed: int = 0) -> Tensors:
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % classes
-    x = torch.randn(n, 1, 4, 4, generator=generator) + y.view(-1, 1, 1, 1).float()
-    return Tensors(x, y)
 
 
 # 1. A torch.export (.pt2) teacher.

@@ -1,41 +1,26 @@
 """The one table of methods: every consumer reads it, and every method runs through it the same way
 with and without the cache."""
 
-from collections import OrderedDict
 
 import pytest
 import torch
-from torch import nn
+from toys import FIT, net, same_weights, toy
 
 import kdlab
 from kdlab import cli_distill
 from kdlab.api import METHODS, knobs_of
 from kdlab.book import compare
-from kdlab.data import Tensors
 from kdlab.methods import registry
 
-FIT = dict(epochs=1, batch_size=16, progress=False, device="cpu")
 LAYERS = {"fitnets": {"hint": "relu", "guided": "relu"}, "fsp": {"pairs": [("conv", "relu")]},
           "tsne": {"layer": "flatten", "teacher_layer": "flatten", "perplexity": 4.0},
           "born_again": {"generations": 2}}
 
 
-def net(width: int = 4) -> nn.Module:
-    return nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(1, width, 3, padding=1), relu=nn.ReLU(), flatten=nn.Flatten(),
-        fc=nn.Linear(width * 16, 3),
-    ))
 
 
-def toy(n: int = 48, seed: int = 0) -> Tensors:
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    return Tensors(torch.randn(n, 1, 4, 4, generator=generator) + y.view(-1, 1, 1, 1).float(), y)
 
 
-def same(a: nn.Module, b: nn.Module) -> bool:
-    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-    return all(torch.equal(p, q) for p, q in pairs)
 
 
 def test_every_consumer_reads_the_registry():
@@ -66,17 +51,17 @@ def test_each_method_gives_one_result_with_and_without_the_cache(method):
     plain, history = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=2, **knobs)
     cold, _ = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=2, cache=True, **knobs)
     warm, again = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=2, cache=True, **knobs)
-    assert same(plain, cold) and same(cold, warm)
+    assert same_weights(plain, cold) and same_weights(cold, warm)
     assert again.last("test_error") == history.last("test_error")
     other, _ = kdlab.distill(teacher, net, toy(), toy(seed=1), method=method, seed=3, cache=True, **knobs)
-    assert not same(other, warm)
+    assert not same_weights(other, warm)
 
 
 def test_mutual_runs_through_the_registry_with_and_without_the_cache():
     plain, _ = kdlab.mutual([net, net], toy(), toy(seed=1), seed=2, **FIT)
     cold, _ = kdlab.mutual([net, net], toy(), toy(seed=1), seed=2, cache=True, **FIT)
     warm, _ = kdlab.mutual([net, net], toy(), toy(seed=1), seed=2, cache=True, **FIT)
-    assert all(same(a, b) and same(b, c) for a, b, c in zip(plain, cold, warm, strict=True))
+    assert all(same_weights(a, b) and same_weights(b, c) for a, b, c in zip(plain, cold, warm, strict=True))
 
 
 def test_an_unknown_method_lists_the_registry():
