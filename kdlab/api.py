@@ -52,9 +52,8 @@ def _validation(val: adapters.Data | None, test_set: Tensors | None) -> Tensors 
         return None
     val_set = adapters.materialize(val, "val")
     adapters.check_tensors(val_set, "val")
-    if test_set is not None and all(
-        a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in zip(val_set.tensors, test_set.tensors)
-    ):
+    pairs = zip(val_set.tensors, test_set.tensors, strict=True) if test_set is not None else ()
+    if test_set is not None and all(a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in pairs):
         raise ValueError(
             "val is the test set (the same tensors): selecting the returned epoch on the test set makes its "
             "test metrics optimistic; hold out a validation split from train (e.g. kdlab.data.load(..., "

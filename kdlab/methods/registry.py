@@ -194,6 +194,7 @@ def _fsp(teacher, make, data, test, knobs, classes) -> Result:
 
 
 def _tsne(teacher, make, data, test, knobs, classes) -> Result:
+    _refuse_last_stage_knobs("tsne", knobs)
     layer = knobs["layer"] or tsne.LAYER
     teacher_layer = knobs["teacher_layer"] or tsne.LAYER
     features.check_layers(make(), layer, "layer (a student layer)")
@@ -205,7 +206,6 @@ def _tsne(teacher, make, data, test, knobs, classes) -> Result:
             f"method 'tsne' takes no augment, got {knobs['augment']!r}: its P matrices belong to fixed "
             "batches of fixed inputs"
         )
-    _refuse_last_stage_knobs("tsne", knobs)
     fit = {k: v for k, v in training(knobs).items()
            if k not in ("weight_decay", "augment", *LAST_STAGE_KNOBS)}
     return tsne.distill(
@@ -222,11 +222,15 @@ def _born_again(teacher, make, data, test, knobs, classes) -> Result:
     fit, last_stage = _split_last_stage(training(knobs))
     loss = {"temperature": knobs["temperature"], "alpha": knobs["alpha"]}
     if isinstance(data, Tensors):
-        earlier = (born_again.descend(teacher, make, data, generations=generations - 1, test=test, **loss, **fit)
-                   if generations > 1 else None)
+        earlier = None
+        if generations > 1:
+            earlier = born_again.descend(
+                teacher, make, data, generations=generations - 1, test=test, **loss, **fit
+            )
         parent = earlier.model if earlier is not None else teacher
         model, history = hinton.distill(
-            make, data, _targets(parent, data, knobs), test=test, desc=f"BAN-{generations}, seed {fit['seed']}",
+            make, data, _targets(parent, data, knobs), test=test,
+            desc=f"BAN-{generations}, seed {fit['seed']}",
             **loss, **{**fit, "seed": born_again.generation_seed(fit["seed"], generations)}, **last_stage,
         )
         before = earlier.produced["generations"] if earlier is not None else []

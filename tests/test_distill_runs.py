@@ -1,0 +1,135 @@
+"""kdlab.distill's run knobs: checkpoint and resume, a val split selecting the returned epoch, a CSV log."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+import kdlab
+from kdlab import data, models, train
+from kdlab.data import Tensors
+
+KNOBS = dict(method="hinton", epochs=4, lr=1e-1, batch_size=128, device="cpu", progress=False)
+
+
+def student():
+    return models.mlp((64, 16, 10))
+
+
+@pytest.fixture(scope="module")
+def parts():
+    split = data.load("digits")
+    x, y = split.train.tensors
+    torch.manual_seed(1)
+    teacher = models.mlp((64, 10))
+    return teacher, Tensors(x[:1000], y[:1000]), Tensors(x[1000:], y[1000:]), split.test
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(monkeypatch, steps):
+    """Make fit's step raise after ``steps`` batches, as a killed process would stop."""
+    run, calls = train._Step.run, {"n": 0}
+
+    def dying(self, *args):
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise Killed
+        return run(self, *args)
+
+    monkeypatch.setattr(train._Step, "run", dying)
+
+
+def same_weights(a, b):
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    return all(torch.equal(p, q) for p, q in pairs)
+
+
+def test_a_killed_run_resumed_through_distill_equals_the_unbroken_run(parts, tmp_path, monkeypatch):
+    teacher, tr, val, test = parts
+    unbroken, history = kdlab.distill(
+        teacher, student, tr, test, val=val, checkpoint=tmp_path / "a.pt", **KNOBS
+    )
+    per_epoch = math.ceil(len(tr) / KNOBS["batch_size"])
+    with monkeypatch.context() as patch:
+        kill_after(patch, 2 * per_epoch + 3)  # dies in epoch 3 of 4
+        with pytest.raises(Killed):
+            kdlab.distill(teacher, student, tr, test, val=val, checkpoint=tmp_path / "b.pt", **KNOBS)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epochs_done"] == 2
+    resumed, again = kdlab.distill(
+        teacher, student, tr, test, val=val, checkpoint=tmp_path / "b.pt", resume=True, **KNOBS
+    )
+    assert same_weights(unbroken, resumed)
+    assert again.best_epoch == history.best_epoch and again["val_error"] == history["val_error"]
+
+
+def error_count(model, part):
+    with torch.no_grad():
+        return int((model(part.x).argmax(1) != part.y).sum())
+
+
+def test_val_selects_the_best_epoch_and_returns_its_weights(parts):
+    teacher, tr, val, test = parts
+    model, history = kdlab.distill(teacher, student, tr, test, val=val, **KNOBS)
+    errors = history["val_error"]
+    assert len(history) == KNOBS["epochs"] and history.best_epoch == errors.index(min(errors)) + 1
+    assert history.best_epoch < KNOBS["epochs"]  # these knobs pick an earlier epoch (the first of a tie)
+    assert error_count(model, val) == min(errors)
+    assert error_count(model, test) == history.best("test_error")
+    assert history.last("test_error") == history["test_error"][-1]  # both numbers, each labelled
+    # The kept weights are those of a run stopped at the chosen epoch (constant rate, same batch order).
+    stopped, _ = kdlab.distill(teacher, student, tr, test, **{**KNOBS, "epochs": history.best_epoch})
+    assert same_weights(model, stopped)
+    assert train.History.from_dict(history.to_dict()).best_epoch == history.best_epoch
+
+
+def test_the_chosen_epoch_never_depends_on_the_test_set(parts):
+    teacher, tr, val, test = parts
+    model, history = kdlab.distill(teacher, student, tr, test, val=val, **KNOBS)
+    noise = torch.randint(0, 10, (200,), generator=torch.Generator().manual_seed(3))
+    other = Tensors(test.x.flip(0)[:200], noise)
+    for changed in (other, None):
+        again, history_again = kdlab.distill(teacher, student, tr, changed, val=val, **KNOBS)
+        assert history_again.best_epoch == history.best_epoch
+        assert same_weights(model, again)
+
+
+def test_val_equal_to_the_test_set_is_refused(parts):
+    teacher, tr, _, test = parts
+    with pytest.raises(ValueError, match="val is the test set"):
+        kdlab.distill(teacher, student, tr, test, val=(test.x.clone(), test.y.clone()), **KNOBS)
+
+
+def test_the_csv_log_has_one_row_per_epoch_with_the_history_keys(parts, tmp_path):
+    teacher, tr, val, test = parts
+    path = tmp_path / "log.csv"
+    path.write_text("stale\n")  # a fresh run starts the file anew
+    _, history = kdlab.distill(teacher, student, tr, test, val=val, log=path, **KNOBS)
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+    assert reader.fieldnames == history.keys()
+    assert len(rows) == len(history) == KNOBS["epochs"]
+    assert [float(r["val_error"]) for r in rows] == history["val_error"]
+
+
+def test_val_is_in_the_cache_key_and_checkpoint_and_log_are_not(parts, tmp_path, monkeypatch):
+    teacher, tr, val, test = parts
+    folder = tmp_path / "kd-cache"
+    monkeypatch.setenv("KDLAB_CACHE", str(folder))
+    knobs = {**KNOBS, "epochs": 2, "cache": True}
+    kdlab.distill(teacher, student, tr, test, val=val, **knobs)
+    kdlab.distill(teacher, student, tr, test, val=val.subset(100), **knobs)
+    kdlab.distill(
+        teacher, student, tr, test, val=val, log=tmp_path / "l.csv", checkpoint=tmp_path / "c.pt", **knobs
+    )
+    assert len(list(folder.rglob("*.pt"))) == 2
+
+
+def test_methods_outside_train_model_refuse_the_run_knobs(parts):
+    teacher, tr, val, test = parts
+    with pytest.raises(ValueError, match="method 'tsne' does not take \\['val'\\]"):
+        kdlab.distill(teacher, student, tr, test, **{**KNOBS, "method": "tsne"}, val=val)
