@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,6 +97,19 @@ def interleaved(
             timings.cpu[name].append(time.process_time() - cpu)
             timings.wall[name].append(time.perf_counter() - wall)
     return timings
+
+
+def epoch_over(batches: Iterable[tuple[Tensor, ...]], expected: int) -> Callable[[], None]:
+    """One epoch over ``batches`` that touches every label (so no loader can skip work) and checks that
+    their sum is ``expected`` (so no batch was lost): the unit of the loader benchmarks."""
+    def epoch() -> None:
+        seen = 0
+        for _, y in batches:
+            seen += int(y.sum())
+        if seen != expected:
+            raise RuntimeError(f"an epoch's labels summed to {seen}, expected {expected}: a batch was lost")
+
+    return epoch
 
 
 def median(values: list[float]) -> float:

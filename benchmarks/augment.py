@@ -28,7 +28,7 @@ loader uses one thread: the ratios are for the machine as a whole, not per core.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import _common
 import numpy as np
@@ -77,17 +77,6 @@ class _CifarImages(Dataset):
         return self.transform(Image.fromarray(self.data[index])), self.y[index]
 
 
-def _touch(batches: Iterable[tuple[Tensor, ...]], expected: int) -> Callable[[], None]:
-    def epoch() -> None:
-        seen = 0
-        for _, y in batches:
-            seen += int(y.sum())
-        if seen != expected:
-            raise RuntimeError(f"an epoch's labels summed to {seen}, expected {expected}: a batch was lost")
-
-    return epoch
-
-
 def _data(size: int) -> tuple[np.ndarray, Tensor, Tensor, tuple, tuple]:
     """Random uint8 CIFAR images (n, 32, 32, 3), the same as standardised float tensors (n, 3, 32,
     32), labels, and the per-channel mean and standard deviation used."""
@@ -130,7 +119,7 @@ def run(quick: bool = False) -> dict:
                 persistent_workers=workers > 0,
             ),
         }
-        epochs = {name: _touch(loader, label_sum) for name, loader in loaders.items()}
+        epochs = {name: _common.epoch_over(loader, label_sum) for name, loader in loaders.items()}
         for epoch in epochs.values():  # warm-up: allocations, the workers' start
             epoch()
         timings = _common.interleaved(epochs, rounds=rounds, budget_s=budget, min_rounds=min(3, rounds))

@@ -38,17 +38,6 @@ FULL = (60_000, 7, 5, 15.0, (784, 100, 10))
 QUICK = (512, 1, 1, 0.0, (784, 8, 10))
 
 
-def _touch(batches: Iterable[tuple[Tensor, ...]], expected: int) -> Callable[[], None]:
-    def epoch() -> None:
-        seen = 0
-        for _, y in batches:
-            seen += int(y.sum())
-        if seen != expected:
-            raise RuntimeError(f"an epoch's labels summed to {seen}, expected {expected}: a batch was lost")
-
-    return epoch
-
-
 def _fit(model: nn.Module, batches: Iterable[tuple[Tensor, ...]]) -> Callable[[], object]:
     return lambda: fit(model, batches, epochs=1, progress=False)  # type: ignore[arg-type]
 
@@ -62,8 +51,8 @@ def run(quick: bool = False) -> dict:
     tensor_loader = TensorLoader(x, y, batch_size=BATCH_SIZE, shuffle=True, seed=0)
     data_loader = DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=True)
     batching = {
-        "tensor_loader": _touch(tensor_loader, label_sum),
-        "data_loader": _touch(data_loader, label_sum),
+        "tensor_loader": _common.epoch_over(tensor_loader, label_sum),
+        "data_loader": _common.epoch_over(data_loader, label_sum),
     }
     # fit moves a TensorLoader's tensors to its device, so the model epochs get a loader of their own.
     fit_loader = TensorLoader(x, y, batch_size=BATCH_SIZE, shuffle=True, seed=0)
