@@ -15,7 +15,7 @@ learning rate does not depend on the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,7 @@ def descend(
     seed: int = 0,
     cache: bool = False,
     progress: bool | None = None,
+    last: Mapping[str, Any] | None = None,
     **fit_knobs: Any,
 ) -> Result:
     """Generations 1 .. ``generations`` born from ``teacher`` (generation 0): generation k is a fresh
@@ -98,7 +99,8 @@ def descend(
     per generation, :func:`kdlab.cache.logits`), seeded with :func:`generation_seed`. Returns the
     :class:`~kdlab.methods.common.Result` of the last generation, with every generation's History
     in ``stages`` (``"BAN-k"``) and the :class:`Generation` objects 1 .. ``generations`` in
-    ``produced["generations"]``. Every knob is checked before the first epoch.
+    ``produced["generations"]``. ``last`` holds knobs for the last generation alone (the model
+    returned: ``checkpoint``, ``val``...). Every knob is checked before the first epoch.
     """
     _checks.at_least("generations", generations, 1)
     _checks.positive("temperature", temperature)
@@ -112,7 +114,7 @@ def descend(
         model, history = hinton.distill(
             student, train, parent, temperature=temperature, alpha=alpha, test=test,
             cache=cache, progress=progress, seed=generation_seed(seed, k), desc=f"BAN-{k}, seed {seed}",
-            **fit_knobs,
+            **fit_knobs, **((last or {}) if k == generations else {}),
         )
         sequence.append(Generation(k, model, history))
     return _result(sequence[1:])

@@ -222,20 +222,8 @@ def _born_again(teacher, make, data, test, knobs, classes) -> Result:
     fit, last_stage = _split_last_stage(training(knobs))
     loss = {"temperature": knobs["temperature"], "alpha": knobs["alpha"]}
     if isinstance(data, Tensors):
-        earlier = None
-        if generations > 1:
-            earlier = born_again.descend(
-                teacher, make, data, generations=generations - 1, test=test, **loss, **fit
-            )
-        parent = earlier.model if earlier is not None else teacher
-        model, history = hinton.distill(
-            make, data, _targets(parent, data, knobs), test=test,
-            desc=f"BAN-{generations}, seed {fit['seed']}",
-            **loss, **{**fit, "seed": born_again.generation_seed(fit["seed"], generations)}, **last_stage,
-        )
-        before = earlier.produced["generations"] if earlier is not None else []
-        sequence = [*before, born_again.Generation(generations, model, history)]
-        return Result(model, history, {g.name: g.history for g in sequence}, {"generations": sequence})
+        return born_again.descend(teacher, make, data, generations=generations, test=test, last=last_stage,
+                                  **loss, **fit)
     # A loader: the teacher of each generation runs per batch, with the same seeds as descend's.
     previous, stages = teacher, {}
     for k in range(1, generations + 1):
