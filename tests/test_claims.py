@@ -329,3 +329,28 @@ def test_join_lists_every_verdict_by_id_and_every_claim_no_chapter_checked(capsy
     assert claims.describe(by_id["hinton.mnist_table"][1]).startswith(
         "held: [hinton.mnist_table] a small net distilled")
     assert "(results)" in claims.describe(by_id["hinton.mnist_table"][1])
+
+
+def test_summary_counts_each_verdict_with_its_ids():
+    rows = []
+    claims.check("hinton.mnist_table", [100, 110, 105], [150, 160, 170], into=rows)  # held
+    claims.check("hinton.teacher_ahead", 200, [100, 110, 105], into=rows)  # contradicted
+    claims.check("ba.logit_regression", [1, 2], [2, 1], into=rows)  # equal and opposite: not decided
+    claims.not_run("he.lambda_sweep", "not in this sweep", into=rows)
+    expected = [claims.HELD, claims.CONTRADICTED, claims.NOT_DECIDED, claims.NOT_RUN]
+    assert [row["verdict"] for row in rows] == expected
+    assert claims.summary(rows) == (
+        "Of 3 claims checked, 1 held (hinton.mnist_table), 1 was contradicted (hinton.teacher_ahead) and "
+        "1 was not decided at this scale (ba.logit_regression). Not run at this profile: he.lambda_sweep."
+    )
+
+
+def test_table_has_one_row_per_claim_and_escapes_pipes():
+    rows = []
+    claims.check("hinton.mnist_table", [100, 110, 105], [150, 160, 170], into=rows, setting="a | b")
+    claims.not_run("he.lambda_sweep", "not in this sweep", into=rows)
+    lines = claims.table(rows).splitlines()
+    assert len(lines) == 2 + len(rows)
+    assert all(line.count(" | ") == lines[0].count(" | ") for line in lines)  # no stray column
+    assert "a \\| b" in lines[2] and "**held**" in lines[2] and "[-76.5, -33.5], n=3" in lines[2]
+    assert "**not run**" in lines[3]

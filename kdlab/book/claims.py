@@ -382,6 +382,52 @@ def describe(row: Mapping[str, Any]) -> str:
     return f"{head}{where} | paper: {row['paper']} | ours: {row['ours']}"
 
 
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The checked claims as a Markdown table, one row each: id, claim (and setting), source, the
+    paper's figure, ours, the difference with its interval, the verdict. For a chapter's closing
+    section, shown with ``IPython.display.Markdown`` (a real table, not a monospace block)."""
+    lines = ["| claim | source | paper | ours | difference (95 % interval) | verdict |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        where = f" ({row['setting']})" if row.get("setting") else ""
+        if row.get("low") is not None:
+            mean, low, high = _numbers(row["difference"], row["low"], row["high"])
+            interval = f"{mean} [{low}, {high}], n={row['n']}"
+        elif row.get("difference") is not None:
+            interval = f"{_numbers(row['difference'])[0]} (n={row['n']}, no interval)"
+        else:
+            interval = "-"
+        cells = [f"`{row['id']}` {_cell(row['claim'])}{_cell(where)}", _cell(row["source"]),
+                 _cell(row["paper"]), _cell(row["ours"]), interval, f"**{row['verdict']}**"]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def summary(rows: Iterable[Mapping[str, Any]]) -> str:
+    """One sentence counting the checked claims by verdict, with their ids: "Of 7 claims checked, 3
+    held (a, b, c), 1 was contradicted (d) and 3 were not decided at this scale (e, f, g)." Claims
+    not run are counted apart."""
+    rows = list(rows)
+    groups = {verdict: [row["id"] for row in rows if row["verdict"] == verdict]
+              for verdict in (*VERDICTS, NOT_RUN)}
+    decided = len(rows) - len(groups[NOT_RUN])
+
+    def part(verdict: str, singular: str, plural: str) -> str:
+        ids = groups[verdict]
+        return f"{len(ids)} {singular if len(ids) == 1 else plural}" + (f" ({', '.join(ids)})" if ids else "")
+
+    text = (f"Of {decided} claim{'s' if decided != 1 else ''} checked, {part(HELD, 'held', 'held')}, "
+            f"{part(CONTRADICTED, 'was contradicted', 'were contradicted')} and "
+            f"{part(NOT_DECIDED, 'was not decided at this scale', 'were not decided at this scale')}.")
+    if groups[NOT_RUN]:
+        text += f" Not run at this profile: {', '.join(groups[NOT_RUN])}."
+    return text
+
+
 def chapter_points(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The (model, parameters, test error %) points a chapter's saved results let one plot.
 

@@ -1,6 +1,6 @@
 """Every method of the book on one common setting, and every claim of the source documents.
 
-The common setting is tsneNet's (seed 000): an MNIST teacher (conv 32-64, fc 512), a student
+The common setting is tsneNet's (source 000): an MNIST teacher (conv 32-64, fc 512), a student
 (conv 8-16, fc 32) trained on 6,000 images, with one budget (epochs, learning rate, schedule,
 batch size, seeds) for every method. :func:`run_all` trains each method through its recipe in
 :mod:`kdlab.methods` (nothing is re-implemented here) and :func:`summary` turns the runs into the

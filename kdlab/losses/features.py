@@ -94,7 +94,7 @@ def fsp_loss(
     the FSP matrices G_i are computed here with :func:`fsp_matrix` (pass feature maps, not
     matrices). Pair i of the student is compared with pair i of the teacher, so their channel
     counts must agree. ``weights`` are the lambda_i, all 1 by default ("the same for all loss
-    terms", seed 003).
+    terms", source 003).
 
     Normalisation: the squared L2 norm of each matrix difference is summed over its c1 * c2
     entries, weighted, summed over the sections, then averaged over the N examples of the

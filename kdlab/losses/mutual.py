@@ -85,7 +85,7 @@ def mutual_loss(
     :func:`kdlab.losses.soft.soft_target_loss`.
 
     Normalisation: each term summed over classes and averaged over the batch (``batchmean``),
-    as kdlab's other output losses. The paper's equations and seed 004 ("loss functions do not
+    as kdlab's other output losses. The paper's equations and source 004 ("loss functions do not
     use a size average") sum over the N examples instead; that multiplies the whole loss by N,
     which Adam's updates ignore (up to its epsilon) and which for SGD only rescales the
     learning rate, while the batch mean keeps the rate independent of the batch size.

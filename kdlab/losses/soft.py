@@ -23,7 +23,7 @@ def soft_target_loss(student_logits: Tensor, teacher_logits: Tensor, temperature
 
     The KL divergence, not the cross-entropy H(p_t, p_s): the two differ by the teacher's entropy, a
     constant for the student, so they have the same gradient, but only the KL goes to zero when the
-    student matches the teacher (the "barely decreasing" cross-entropy of seed 001). The T^2 factor
+    student matches the teacher (the "barely decreasing" cross-entropy of source 001). The T^2 factor
     keeps the gradient's scale independent of T (the soft gradients scale as 1/T^2), so the soft and
     hard terms can be mixed with one weight. Summed over classes, averaged over the batch (the
     "batchmean" convention: the per-example KL, as in the paper, not a mean over classes).
@@ -139,7 +139,7 @@ def soft_target_cross_entropy(student_logits: Tensor, teacher_logits: Tensor, te
     plus T^2 times the teacher's entropy H(p_t), which does not depend on the student: the same
     gradient, but a floor of T^2 H(p_t) instead of zero. At high T the teacher's distribution is
     nearly uniform, so that floor is close to T^2 log(classes) and the loss "barely decreases"
-    (seed 001) even while the KL goes to zero. Summed over classes, averaged over the batch.
+    (source 001) even while the KL goes to zero. Summed over classes, averaged over the batch.
 
     Shapes: (batch, classes), (batch, classes) -> scalar.
     """

@@ -1,7 +1,7 @@
 """Born-Again Networks. Furlanello et al. (2018), "Born Again Neural Networks": a student with the
 same architecture as its teacher, trained on the labels and on the teacher's outputs, often beats
 the teacher; repeating the step gives a sequence of generations, and averaging the generations'
-probabilities gives the BAN ensembles Ens*k (seed 003, Table 1).
+probabilities gives the BAN ensembles Ens*k (source 003, Table 1).
 
 Generation 0 is trained on the labels alone; generation k minimises the seed's
 ``L(y, f(x, theta_k)) + L(f(x, theta_{k-1}), f(x, theta_k))``, the label cross-entropy plus the
@@ -170,7 +170,7 @@ def born_again(
 
 
 def ensembles(generation_logits: Sequence[Tensor]) -> dict[str, Tensor]:
-    """The BAN ensembles of seed 003's Table 1: ``{"Ens*k": logits}`` for k = 2 .. K.
+    """The BAN ensembles of source 003's Table 1: ``{"Ens*k": logits}`` for k = 2 .. K.
 
     ``generation_logits`` holds the teacher's logits first, then BAN-1 .. BAN-K's, each (n,
     classes) on the same inputs. Ens*k averages the *probabilities* of BAN-1 .. BAN-k (the

@@ -144,7 +144,7 @@ def hint_objective(hinted: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Te
     """Stage 1 on batches ``(x, teacher_hint)``: :func:`kdlab.losses.hint_loss` of r(v_g(x)) and u_h(x).
 
     ``hinted`` is any module from the input to the regressed guided layer: a :class:`Hinted`, or
-    seed 004's student prefix followed by its regressor (:func:`kdlab.methods.hint_mutual.pretrain`)."""
+    source 004's student prefix followed by its regressor (:func:`kdlab.methods.hint_mutual.pretrain`)."""
     x, teacher_hint = batch[:2]
     return {"loss": losses.hint_loss(hinted(x), teacher_hint)}
 

@@ -1,9 +1,9 @@
-"""Seed 004's experiment: hint-pretrained mutual learning. Each student's layers up to its hint
+"""Source 004's experiment: hint-pretrained mutual learning. Each student's layers up to its hint
 point ``H`` are first trained to match the teacher's guided layer ``G`` (FitNets' hint stage,
 Romero et al. 2015, through a regressor), each from its own random start; then the students
 learn together by Deep Mutual Learning (:mod:`kdlab.methods.mutual`).
 
-The nets are :func:`kdlab.models.vgg.vgg` built from seed 004's configuration lists;
+The nets are :func:`kdlab.models.vgg.vgg` built from source 004's configuration lists;
 :func:`scaled_vgg` divides every width by a factor, for runs on a CPU.
 """
 
@@ -38,12 +38,12 @@ def scaled_vgg(
 ) -> nn.Sequential:
     """:func:`kdlab.models.vgg.vgg` with every conv width of ``cfg`` and every ``hidden`` width
     multiplied by ``width`` (rounded, at least 1); the markers stay where they are. ``width=1``
-    with ``init="default"`` is ``vgg(cfg, hidden=hidden, ...)`` itself: seed 004's nets.
+    with ``init="default"`` is ``vgg(cfg, hidden=hidden, ...)`` itself: source 004's nets.
 
     ``init="kaiming"`` redraws every conv and linear weight from He et al.'s (2015) normal
     distribution for ReLU nets (std sqrt(2 / fan_in)) and zeroes the biases. PyTorch's default
     (uniform, std sqrt(1 / (3 fan_in))) shrinks the signal at each layer; through the student's
-    13 convs without batch norm it leaves thin nets at chance for hundreds of steps. Seed 004
+    13 convs without batch norm it leaves thin nets at chance for hundreds of steps. Source 004
     does not say which it used.
     """
     _checks.positive("width", width)
@@ -110,7 +110,7 @@ def pretrain(
     desc: str = "hint",
 ) -> History:
     """Train ``student``'s layers up to ``point`` in place so that a regressor of them matches
-    ``targets`` (:func:`hint_targets` of the teacher on ``x``), with Adam at ``lr`` (seed 004:
+    ``targets`` (:func:`hint_targets` of the teacher on ``x``), with Adam at ``lr`` (source 004:
     1e-3, 10 epochs). The regressor (:func:`kdlab.models.regressor.regressor`, a conv when the
     maps allow, with a ReLU like the teacher's point) is built here and dropped afterwards: the
     hint stage only places the student's first layers."""
@@ -142,12 +142,12 @@ def train(
     cache: bool = False,
     **mutual_knobs: Any,
 ) -> Plan:
-    """Seed 004's hint-pretrained mutual learning: seed with ``seed``, build one student per
+    """Source 004's hint-pretrained mutual learning: seed with ``seed``, build one student per
     factory (each from its own random start, the same starts as :func:`kdlab.methods.mutual.train`
     with this seed; a module starts from a copy of its weights), pre-train each up to its ``H``
     point against the teacher's ``G`` point for ``stage_epochs`` at ``stage_lr``, then train the
     cohort with :func:`kdlab.methods.mutual.fit_cohort` (``mutual_knobs``: ``epochs``, ``test``,
-    ``lr``, ``betas``, ``update``...; seed 004: Adam 3e-4, betas (0.5, 0.99)). Returns the
+    ``lr``, ``betas``, ``update``...; source 004: Adam 3e-4, betas (0.5, 0.99)). Returns the
     :class:`~kdlab.methods.common.Result` of the cohort and its History, with the hint stage of
     each student k in ``stages["hint, student k"]``; with ``cache=True`` all of it is trained once
     per key (:func:`kdlab.methods.common.recipe`)."""

@@ -157,7 +157,7 @@ def sweep(
 ) -> dict[tuple[float, float], list[History]]:
     """:func:`distill` for every (temperature, alpha) pair and seeds 0..seeds-1: ``{(T, alpha): [History]}``.
 
-    Seed 001's lambda sweep crossed with Hinton's temperatures. Every knob is checked before the
+    Source 001's lambda sweep crossed with Hinton's temperatures. Every knob is checked before the
     first run, so a bad value (a temperature of 0) fails at once, not after an hour of training.
     """
     temperatures, alphas = list(temperatures), list(alphas)

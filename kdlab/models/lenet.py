@@ -22,7 +22,7 @@ def lenet(
     """Two 5x5 conv + ReLU + 2x2 max-pool blocks, one hidden fc layer, then the logits.
 
     ``widths = (conv1, conv2, fc)``: the tsneNet teacher is ``(32, 64, 512)`` and its student
-    ``(8, 16, 32)`` (seed 000). Padding 2 keeps the map at 28 -> 14 -> 7 on MNIST (8 -> 4 -> 2 on
+    ``(8, 16, 32)`` (source 000). Padding 2 keeps the map at 28 -> 14 -> 7 on MNIST (8 -> 4 -> 2 on
     ``digits``). Feature points: ``conv1``, ``conv2`` (after pooling), ``fc`` (the penultimate
     features tsneNet compares) and ``logits``.
     """

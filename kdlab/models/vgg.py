@@ -6,7 +6,7 @@ teacher's guided layer and ``"H"`` the student's hint layer. The two markers add
 ``nn.Identity`` named ``guided`` / ``hint`` at that place, so ``capture(model, "guided")``
 reads the activation just before it (the preceding ReLU's output).
 
-Words: seed 004 calls the teacher's layer "guided" and the student's "hint"; FitNets (Romero
+Words: source 004 calls the teacher's layer "guided" and the student's "hint"; FitNets (Romero
 et al. 2015) uses them the other way round (the teacher's *hint* guides the student's *guided*
 layer). kdlab names the points after the seed's markers, so ``G`` -> ``guided`` (teacher) and
 ``H`` -> ``hint`` (student), and :func:`kdlab.losses.features.hint_loss` takes its arguments as
@@ -22,7 +22,7 @@ from torch import nn
 
 from kdlab import _checks
 
-# Seed 004: the teacher has 2,440,394 parameters, the student 1,497,434 (CIFAR-10, see vgg()).
+# Source 004: the teacher has 2,440,394 parameters, the student 1,497,434 (CIFAR-10, see vgg()).
 TEACHER_CFG = (32, "M", 64, "M", 128, 128, "G", "M", 256, 256, "M", 256, 256, "M")
 STUDENT_CFG = (16, 16, "M", 32, 32, "M", 64, 64, 64, "H", "M", 128, 128, 128, "M", 256, 256, "M")
 
@@ -53,7 +53,7 @@ def vgg(
     dropout: float = 0.0,
     ceil_mode: bool = True,
 ) -> nn.Sequential:
-    """A VGG-style net (Simonyan & Zisserman 2015) from a configuration list of seed 004.
+    """A VGG-style net (Simonyan & Zisserman 2015) from a configuration list of source 004.
 
     Layers, in order (module names in brackets): for each integer of ``cfg`` a 3x3 conv with
     bias and padding 1 (``conv1``, ``conv2``, ...), optionally batch norm (``bn1``, ...), and a
@@ -62,7 +62,7 @@ def vgg(
     the ``hidden`` widths (``fc1``, ``fc_relu1``, ...; ``fc_dropout1``, ... when ``dropout``
     > 0) and the ``logits`` layer.
 
-    The defaults reproduce seed 004's counts exactly on CIFAR-10 (32x32x3, 10 classes):
+    The defaults reproduce source 004's counts exactly on CIFAR-10 (32x32x3, 10 classes):
     2,440,394 parameters for ``TEACHER_CFG`` and 1,497,434 for ``STUDENT_CFG``. The difference
     of the two counts, 942,960, does not depend on the classifier (both nets end in 256
     channels at 1x1) and is met only by convs with biases and no batch norm (with affine
