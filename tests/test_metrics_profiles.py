@@ -213,3 +213,13 @@ def test_reliability_diagram_draws_the_filled_bins_and_heatmap_checks_its_shape(
     assert "ECE" in ax.get_legend().get_texts()[0].get_text()
     with pytest.raises(ValueError, match=r"values must have shape \(2, 3\).*got \(3, 2\)"):
         plots.heatmap([[1, 2], [3, 4], [5, 6]], ["a", "b"], [1, 2, 3])
+
+
+def test_the_book_teacher_has_one_recipe_per_profile_and_refuses_others():
+    from kdlab.methods import teachers
+
+    assert set(teachers.BOOK_TEACHER) == set(profiles.PROFILES)
+    for recipe in teachers.BOOK_TEACHER.values():
+        assert recipe["augment"].active and recipe["schedule"] == "cosine"
+    with pytest.raises(ValueError, match=r"profile must be one of \['smoke', 'default', 'full'\], got 'fast'"):
+        teachers.book_teacher("fast")

@@ -324,7 +324,8 @@ def join(
     reason for not running it, or that its chapter has not run or did not check it. Records whose
     id the catalogue lacks close the list ("not in the catalogue"). Each row: ``id``, ``claim``,
     ``source``, ``paper``, ``chapter``, ``setting``, ``ours``, ``verdict``, ``reason``, ``varies``
-    (the verdict rests on a timing, see :func:`judge`).
+    (the verdict rests on a timing, see :func:`judge`), and for a verdict the ``difference``, its
+    interval ``low`` .. ``high`` and ``n`` as the chapter saved them.
     """
     catalogue = list(catalogue)
     known = {c.id for c in catalogue}
@@ -341,7 +342,8 @@ def join(
         for chapter, item in decided:
             rows.append({**base, "chapter": chapter, "setting": str(item.get("setting", "")),
                          "ours": str(item.get("ours", "-")), "verdict": str(item["verdict"]),
-                         "reason": str(item.get("reason", "")), "varies": bool(item.get("varies"))})
+                         "reason": str(item.get("reason", "")), "varies": bool(item.get("varies")),
+                         **{key: item.get(key) for key in ("difference", "low", "high", "n")}})
         if decided:
             continue
         if found.chapter is None:
@@ -394,7 +396,7 @@ def table(rows: Iterable[Mapping[str, Any]]) -> str:
              "| --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         where = f" ({row['setting']})" if row.get("setting") else ""
-        if row.get("low") is not None:
+        if row.get("low") is not None and row.get("high") is not None:
             mean, low, high = _numbers(row["difference"], row["low"], row["high"])
             interval = f"{mean} [{low}, {high}], n={row['n']}"
         elif row.get("difference") is not None:

@@ -52,7 +52,8 @@ class Method:
     ``stages`` (what it trains, in order, as its Result's ``stages`` names them), its own ``knobs``
     and their defaults (the training knobs, :data:`TRAINING_KNOBS`, come on top), ``run`` (see the
     module), whether it needs the training set as tensors in memory (``tensors_only``) and whether
-    it has a teacher."""
+    it has a teacher. ``transfers`` (what the student learns from) and ``needs`` (what the method
+    asks of the models) are the book's map of the methods, in words."""
 
     name: str
     label: str
@@ -62,6 +63,8 @@ class Method:
     run: Runner
     tensors_only: bool = False
     teacher: bool = True
+    transfers: str = ""
+    needs: str = ""
 
     def defaults(self) -> dict[str, Any]:
         """Every knob of this method with its default, the training knobs included."""
@@ -248,28 +251,44 @@ def _mutual(_teacher, make, data, test, knobs, classes) -> Result:
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("hinton", "Hinton KD", "Hinton, Vinyals & Dean (2015)", ("training",),
-           MappingProxyType({"temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA}), _hinton),
-    Method("logits", "logit regression", "Ba & Caruana (2014)", ("training",), MappingProxyType({}), _logits),
+           MappingProxyType({"temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA}), _hinton,
+           transfers="outputs: the teacher's class probabilities softened at a temperature T, and the labels",
+           needs="a teacher's logits on the training inputs; any two architectures"),
+    Method("logits", "logit regression", "Ba & Caruana (2014)", ("training",), MappingProxyType({}), _logits,
+           transfers="outputs: the teacher's logits, regressed with a squared error; no labels",
+           needs="a teacher's logits; unlabelled inputs suffice"),
     Method("fitnets", "FitNets", "Romero et al. (2015)", ("hint stage", "KD"),
            MappingProxyType({"hint": None, "guided": None, "stage_epochs": None,
                              "temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA, "anneal": True,
                              "form": "kd", "regressor": "conv"}),
-           _fitnets, tensors_only=True),
+           _fitnets, tensors_only=True,
+           transfers="features: a middle layer of the teacher (the hint), regressed by a student layer; "
+                     "then outputs",
+           needs="a teacher layer and a student layer (a regressor bridges their shapes) and a hint stage"),
     Method("fsp", "FSP", "Yim et al. (2017)", ("FSP stage", "training"),
            MappingProxyType({"pairs": None, "teacher_pairs": None, "weights": None, "stage_epochs": None}),
-           _fsp, tensors_only=True),
+           _fsp, tensors_only=True,
+           transfers="relations between layers: the flow (FSP) matrices of pairs of the teacher's layers",
+           needs="pairs of layers whose channel counts match between teacher and student"),
     Method("tsne", "t-SNE regularizer", "Qiao, tsneNet (2017)", ("training",),
            MappingProxyType({"beta": 0.1, "tsne_alpha": math.inf, "perplexity": 20.0, "pca_dim": 50,
                              "layer": None, "teacher_layer": None, "temperature": None, "alpha": None}),
-           _tsne, tensors_only=True),
+           _tsne, tensors_only=True,
+           transfers="relations between examples: which inputs are neighbours in the teacher's feature space",
+           needs="a teacher layer's features; batches large enough to hold neighbourhoods"),
     # Furlanello et al.'s loss: cross-entropy plus the teacher's T = 1 probabilities (alpha = 0.5); one
     # stage per generation, BAN-1 .. BAN-<generations>.
     Method("born_again", "Born-Again", "Furlanello et al. (2018)", ("BAN-1",),
-           MappingProxyType({"generations": 1, "temperature": 1.0, "alpha": 0.5}), _born_again),
+           MappingProxyType({"generations": 1, "temperature": 1.0, "alpha": 0.5}), _born_again,
+           transfers="outputs of the previous generation, a net of the student's own architecture",
+           needs="no separate teacher: generation 0 is trained on the labels"),
     Method("mutual", "DML", "Zhang, Xiang, Hospedales & Lu (2018)", ("training",),
            MappingProxyType({"cohort": 2, "students": None, "update": "in_turn", "temperature": 1.0,
                              "ensemble": False, "betas": None, "eval_every": 1}),
-           _mutual, teacher=False),
+           _mutual, teacher=False,
+           transfers="peers: each student learns the labels and the other students' outputs, all trained "
+                     "at once",
+           needs="no teacher: two or more students trained together"),
 )})
 
 
