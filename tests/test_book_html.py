@@ -38,6 +38,34 @@ def test_chapter_page_renders_its_figures_and_no_errors(chapter):
     )
 
 
+@pytest.mark.parametrize("chapter", runner.chapters(ROOT))
+def test_no_figure_is_blank(chapter):
+    """A figure whose pixels are all (nearly) one colour drew nothing."""
+    from PIL import Image, ImageStat
+
+    page = Path(HTML) / "book" / f"{chapter}.html"
+    for src in re.findall(r'<img[^>]+src="([^"]*_images/[^"]+)"', page.read_text()):
+        with Image.open((page.parent / src).resolve()) as image:
+            spread = ImageStat.Stat(image.convert("L")).stddev[0]
+        assert spread > 1.0, f"{chapter}: figure {src} is blank (pixel sd {spread:.2f})"
+
+
+def test_math_is_served_with_the_book():
+    """MathJax comes from the book's own folder, not from a CDN, so math renders offline."""
+    for page in (Path(HTML) / "book").glob("*.html"):
+        html = page.read_text()
+        assert "cdn.jsdelivr.net/npm/mathjax" not in html and "mathjax@" not in html, (
+            f"{page.name}: MathJax from a CDN"
+        )
+    assert (Path(HTML) / "mathjax" / "tex-svg.js").exists()
+
+
+def test_the_bibliography_lists_the_papers_the_chapters_cite():
+    html = (Path(HTML) / "book" / "bibliography.html").read_text()
+    for author in ("Hinton", "Romero", "Furlanello", "Zhang", "Yim"):
+        assert author in html, f"the bibliography lacks {author}"
+
+
 def test_intro_page_exists():
     assert (Path(HTML) / "book" / "intro.html").exists() or (Path(HTML) / "index.html").exists()
 
@@ -74,5 +102,15 @@ def test_every_page_loads_its_figures_in_a_headless_browser():
             )
             assert all(figures), f"{chapter}: a figure did not load"
             assert chapter == "intro" or figures, f"{chapter}: no figure"
+            # MathJax typesets after the load event; its startup promise resolves when it is done.
+            page.evaluate("window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+            text = page.evaluate("document.querySelector('main').innerText")
+            raw = [mark for mark in ("$$", "\\frac", "\\(", "\\[", "\\mathrm", "\\alpha") if mark in text]
+            assert not raw, f"{chapter}: math left as TeX source ({raw}): MathJax did not render it"
+            clipped = page.evaluate(
+                "Array.from(document.querySelectorAll('main pre'))"
+                ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText.slice(0, 80))"
+            )
+            assert not clipped, f"{chapter}: {len(clipped)} block(s) of code or output clipped: {clipped}"
             page.screenshot(path=str(shots / f"{chapter}.png"), full_page=True)
         browser.close()

@@ -221,5 +221,5 @@ def test_the_book_teacher_has_one_recipe_per_profile_and_refuses_others():
     assert set(teachers.BOOK_TEACHER) == set(profiles.PROFILES)
     for recipe in teachers.BOOK_TEACHER.values():
         assert recipe["augment"].active and recipe["schedule"] == "cosine"
-    with pytest.raises(ValueError, match=r"profile must be one of \['smoke', 'default', 'full'\], got 'fast'"):
+    with pytest.raises(ValueError, match=r"profile must be one of \[.*\], got 'fast'"):
         teachers.book_teacher("fast")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -278,6 +279,19 @@ def with_repository(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _local_mathjax(source: Path) -> dict[str, Any]:
+    """Copy MathJax 3 (its TeX-to-SVG bundle, from the ``sphinx-mathjax-offline`` package) into the
+    book as an extra file (``mathjax/tex-svg.js`` beside ``index.html``) and return the Sphinx
+    settings that load it: the pages render their math without a network (the default fetches
+    MathJax from a CDN), and SVG output needs no web fonts, which browsers refuse to load from
+    ``file://`` pages. (``mathjax_path`` is relative to ``_static``.)"""
+    bundle = Path(importlib.metadata.distribution("sphinx-mathjax-offline").locate_file(
+        "sphinx-mathjax-offline/static/mathjax/tex-svg.js"))
+    (source / "_extra" / "mathjax").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(bundle, source / "_extra" / "mathjax" / "tex-svg.js")
+    return {"html_extra_path": ["_extra"], "mathjax_path": "../mathjax/tex-svg.js"}
+
+
 def build(root: Path, executed: Path, strict: bool = True) -> Path:
     """Build the HTML book from executed notebooks; returns the path of its ``index.html``.
 
@@ -295,8 +309,13 @@ def build(root: Path, executed: Path, strict: bool = True) -> Path:
             raise FileNotFoundError(f"{notebook} is missing: run `kdlab run {name} --out {executed}` first")
         shutil.copy2(notebook, source / "book" / notebook.name)
     shutil.copy2(root / "_toc.yml", source / "_toc.yml")
+    shutil.copy2(root / "references.bib", source / "references.bib")
+    shutil.copytree(root / "_static", source / "_static")
     config = with_repository(yaml.safe_load((root / "_config.yml").read_text()))
     config.setdefault("execute", {})["execute_notebooks"] = "off"
+    config.setdefault("sphinx", {}).setdefault("config", {}).update(
+        _local_mathjax(source), html_static_path=["_static"], html_css_files=["kdlab.css"]
+    )
     (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     script = Path(sys.executable).parent / "jupyter-book"
     command = [
