@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import BaggingClassifier
-from sklearn.model_selection import StratifiedKFold
+from sklearn.ensemble import BaggingClassifier, RandomForestClassifier
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from kdlab import metrics, models
@@ -18,10 +20,18 @@ from kdlab.methods.compression import (
     born_again_tree,
     compare_trees,
     cv_pruned_cart,
+    smear,
+)
+from kdlab.methods.munge import (
+    MIXED_MEMBERS,
+    compare_munge,
+    ensemble_selection,
+    mixed_ensemble,
     munge,
     munge_student,
     munge_transfer_set,
-    smear,
+    standardise,
+    table_split,
 )
 
 
@@ -333,3 +343,182 @@ def test_munge_student_rejects_bad_labels_and_nan():
     x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="transfer.x must be finite"):
         munge_student(Tensors(x, torch.arange(12) % 2), classes=2, epochs=1)
+
+
+def test_munge_swaps_only_to_the_neighbours_value_and_keeps_the_rest():
+    # With a huge s the smear vanishes: every attribute is either e's own value or exactly e''s.
+    x = np.random.default_rng(13).normal(size=(40, 6))
+    partner = x[brute_force_neighbours(x)].astype(np.float32)
+    out = munge(x, size_multiplier=50, p=0.5, s=1e12, rng=6).reshape(50, 40, 6)
+    own = np.isclose(out, x.astype(np.float32), rtol=0, atol=1e-6)
+    theirs = np.isclose(out, partner, rtol=0, atol=1e-6)
+    assert (own | theirs).all()
+    assert abs(np.mean(theirs & ~own) - 0.5) < 0.02
+
+
+# ------------------------------------------------------------ MUNGE on a table, as the paper ran it
+
+
+def test_standardise_uses_the_training_statistics_only():
+    rng = np.random.default_rng(14)
+    x_train = rng.normal(3.0, 2.0, size=(50, 4))
+    x_train[:, 2] = 7.0  # constant on the training part: centred only
+    x_test = rng.normal(size=(20, 4))
+    train, test = standardise(x_train, x_test)
+    scaler = StandardScaler().fit(x_train)  # scikit-learn's own reading of the same rule
+    np.testing.assert_allclose(train, scaler.transform(x_train), atol=1e-5)
+    np.testing.assert_allclose(test, scaler.transform(x_test), atol=1e-5)
+    assert train.dtype == test.dtype == np.float32
+    np.testing.assert_allclose(test[:, 2], x_test[:, 2] - 7.0, atol=1e-5)
+    with pytest.raises(ValueError, match="others\\[0\\] must have 4 columns, got 3"):
+        standardise(x_train, x_test[:, :3])
+
+
+def test_table_split_is_stratified_disjoint_and_standardised_on_train(cancer):
+    x, y = cancer
+    train, val, test = table_split(x, y, train_size=60, val_size=40, seed=3)
+    assert (len(train), len(val), len(test)) == (60, 40, len(y) - 100)
+    assert train.y.dtype == torch.int64 and train.x.dtype == torch.float32
+    # The same rows as scikit-learn's stratified split, scaled by the training part's statistics.
+    x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, train_size=60, stratify=y, random_state=3)
+    x_va, x_te, _, y_te = train_test_split(x_rest, y_rest, train_size=40, stratify=y_rest, random_state=3)
+    mean, sd = x_tr.mean(axis=0), x_tr.std(axis=0)
+    np.testing.assert_allclose(train.x.numpy(), (x_tr - mean) / sd, atol=1e-4)
+    np.testing.assert_allclose(test.x.numpy(), (x_te - mean) / sd, atol=1e-4)
+    np.testing.assert_array_equal(test.y.numpy(), y_te)
+    assert abs(float(train.y.float().mean()) - float(np.mean(y))) < 0.02
+    with pytest.raises(ValueError, match="must leave rows for the test"):
+        table_split(x, y, train_size=200, val_size=40)
+
+
+def test_mixed_ensemble_averages_its_members_probabilities(cancer):
+    x, y = cancer
+    members = ("logistic_regression", "random_forest", "naive_bayes", "boosted_stumps")
+    ensemble = mixed_ensemble(members, random_state=2).fit(x[:150], y[:150])
+    kinds = [type(model).__name__ for _, model in ensemble.estimators]
+    assert kinds == ["LogisticRegression", "RandomForestClassifier", "GaussianNB", "AdaBoostClassifier"]
+    # Each member fitted on its own, then averaged by hand: the ensemble's probabilities.
+    alone = [clone(model).fit(x[:150], y[:150]).predict_proba(x[150:]) for _, model in ensemble.estimators]
+    np.testing.assert_allclose(ensemble.predict_proba(x[150:]), np.mean(alone, axis=0), atol=1e-12)
+    assert set(MIXED_MEMBERS) >= set(members) and len(MIXED_MEMBERS) == 10
+    with pytest.raises(ValueError, match="members must be one of"):
+        mixed_ensemble(("svm", "deep_net"))
+    with pytest.raises(ValueError, match="members must not repeat a model"):
+        mixed_ensemble(("svm", "svm"))
+
+
+class FixedModel:
+    """A fitted 'model' whose probabilities on the held-out part are given."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, probabilities):
+        self.probabilities = np.array(probabilities, dtype=float)
+
+    def predict_proba(self, x):
+        return self.probabilities
+
+
+def test_ensemble_selection_picks_greedily_with_replacement_and_keeps_the_best_prefix():
+    # Labels (0, 1). a is right on row 0 and unsure on row 1, b the mirror image, c wrong on both.
+    # RMSE against the one-hot labels, worked by hand:
+    #   round 1: a and b score sqrt(0.125) = 0.354 each, a is first;   c scores 1.
+    #   round 2: (a + b) / 2 = [[.75, .25], [.25, .75]] scores 0.25;  (a + a) / 2 = a scores 0.354.
+    #   round 3: (a + b + a) / 3 and (a + b + b) / 3 score sqrt(0.0694) = 0.264 (worse), a first.
+    library = {"a": FixedModel([[1, 0], [0.5, 0.5]]), "b": FixedModel([[0.5, 0.5], [0, 1]]),
+               "c": FixedModel([[0, 1], [1, 0]])}
+    chosen = ensemble_selection(library, np.zeros((2, 1)), np.array([0, 1]), rounds=3)
+    np.testing.assert_allclose(chosen.val_rmse, [np.sqrt(0.125), 0.25, np.sqrt(0.25 / 3.6)], rtol=1e-3)
+    assert chosen.size == 2 and chosen.counts == {"a": 1, "b": 1}
+    assert chosen.weights == {"a": 0.5, "b": 0.5}
+    np.testing.assert_allclose(chosen.predict_proba(np.zeros((2, 1))), [[0.75, 0.25], [0.25, 0.75]])
+    np.testing.assert_array_equal(chosen.predict(np.zeros((2, 1))), [0, 1])
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1, got 0"):
+        ensemble_selection(library, np.zeros((2, 1)), np.array([0, 1]), rounds=0)
+
+
+def test_ensemble_selection_on_a_fitted_library_weights_its_members(cancer):
+    x, y = cancer
+    library = mixed_ensemble(("logistic_regression", "decision_tree", "knn"), random_state=0)
+    library.fit(x[:120], y[:120])
+    chosen = ensemble_selection(library, x[120:180], y[120:180], rounds=10)
+    assert sum(chosen.counts.values()) == chosen.size <= 10 and len(chosen.val_rmse) == 10
+    assert chosen.size == int(np.argmin(chosen.val_rmse)) + 1
+    members = library.named_estimators_
+    by_hand = sum(w * members[name].predict_proba(x[180:]) for name, w in chosen.weights.items())
+    np.testing.assert_allclose(chosen.predict_proba(x[180:]), by_hand)
+    assert pytest.approx(sum(chosen.weights.values())) == 1.0
+
+
+def test_munge_transfer_set_labels_with_a_scikit_learn_ensemble(cancer):
+    x, y = cancer
+    labels = np.where(y == 1, 2, 0)  # classes 0 and 2: the probabilities keep their columns
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, labels)
+    votes = munge_transfer_set(forest, x, size_multiplier=2, p=0.3, s=2.0, rng=1)
+    soft = munge_transfer_set(forest, x, size_multiplier=2, p=0.3, s=2.0, targets="probabilities", rng=1)
+    x32 = x.astype(np.float32)  # a numpy table becomes float32 inputs first, then is munged
+    inputs = np.vstack([x32, munge(x32, size_multiplier=2, p=0.3, s=2.0, rng=1)])
+    np.testing.assert_array_equal(votes.x.numpy(), inputs)
+    torch.testing.assert_close(soft.x, votes.x)
+    np.testing.assert_array_equal(votes.y.numpy(), forest.predict(inputs))
+    expected = np.zeros((len(inputs), 3), dtype=np.float32)
+    expected[:, [0, 2]] = forest.predict_proba(inputs)
+    np.testing.assert_allclose(soft.y.numpy(), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="targets must be one of"):
+        munge_transfer_set(forest, x, size_multiplier=1, p=0.3, s=2.0, targets="logits")
+    with pytest.raises(ValueError, match="ensemble must be a fitted classifier"):
+        munge_transfer_set(RandomForestClassifier(), x, size_multiplier=1, p=0.3, s=2.0)
+
+
+def test_munge_student_on_one_hot_probabilities_equals_training_on_labels():
+    # The plain cross-entropy with a one-hot target is the cross-entropy with the class index.
+    knobs = dict(epochs=2, batch_size=32, lr=1e-2, seed=3, device="cpu", progress=False)
+    x = torch.from_numpy(np.random.default_rng(15).normal(size=(96, 5)).astype(np.float32))
+    y = torch.from_numpy(np.random.default_rng(16).integers(0, 3, size=96))
+    on_labels, _ = munge_student(Tensors(x, y), classes=3, hidden=8, **knobs)
+    on_probabilities, _ = munge_student(
+        Tensors(x, torch.nn.functional.one_hot(y, 3).float()), classes=3, hidden=8, **knobs
+    )
+    for a, b in zip(on_labels.state_dict().values(), on_probabilities.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="transfer.y must hold probabilities"):
+        munge_student(Tensors(x, torch.full((96, 3), 0.5)), classes=3, epochs=1)
+    with pytest.raises(ValueError, match=r"transfer.y must have shape \(96, 3\)"):
+        munge_student(Tensors(x, torch.full((96, 2), 0.5)), classes=3, epochs=1)
+
+
+def test_compare_munge_rows_match_the_pieces_run_by_hand(cancer):
+    x, y = cancer
+    members = ("logistic_regression", "naive_bayes")
+    knobs = dict(train_size=40, val_size=40, multipliers=(2, 1), p=0.5, s=1.0, members=members, steps=12,
+                 batch_size=32, lr=3e-3, hidden=16, device="cpu")
+    rows = compare_munge(x, y, seeds=(4,), **knobs)
+    (row,) = rows
+    assert row["seed"] == 4
+    assert (row["train_size"], row["val_size"], row["test_size"]) == (40, 40, len(y) - 80)
+    assert list(row["munge_error"]) == [1, 2] and set(row["member_errors"]) == set(members)
+    # By hand: the same split, ensemble, transfer set and nets.
+    train, val, test = table_split(x, y, train_size=40, val_size=40, seed=4)
+    ensemble = mixed_ensemble(members, random_state=4).fit(train.x.numpy(), train.y.numpy())
+    assert row["ensemble_weights"] == {}  # equal weights by default: no selection
+    ensemble_pred = ensemble.predict(test.x.numpy())
+    assert row["ensemble_error"] == pytest.approx(np.mean(ensemble_pred != test.y.numpy()))
+    transfer = munge_transfer_set(ensemble, train.x, size_multiplier=2, p=0.5, s=1.0,
+                                  targets="probabilities", rng=4)
+    fit = dict(hidden=16, batch_size=32, lr=3e-3, schedule="cosine", seed=4, val=val, device="cpu",
+               progress=False)
+    net, _ = munge_student(train, classes=2, epochs=6, **fit)  # 40 rows: 2 steps an epoch, 6 epochs
+    predicted = metrics.predict(net, test.x).argmax(1).numpy()
+    assert row["original_error"] == pytest.approx(np.mean(predicted != test.y.numpy()))
+    assert row["original_fidelity"] == pytest.approx(np.mean(predicted == ensemble_pred))
+    net, _ = munge_student(Tensors(transfer.x[:80], transfer.y[:80]), classes=2, epochs=4, **fit)
+    predicted = metrics.predict(net, test.x).argmax(1).numpy()
+    assert row["munge_error"][1] == pytest.approx(np.mean(predicted != test.y.numpy()))
+    # With ensemble selection on the validation part, the teacher is the selected ensemble.
+    (selected,) = compare_munge(x, y, seeds=(4,), **(knobs | {"selection_rounds": 5, "multipliers": (1,)}))
+    chosen = ensemble_selection(ensemble, val.x, val.y, rounds=5)
+    assert selected["ensemble_weights"] == chosen.weights
+    chosen_errors = np.mean(chosen.predict(test.x.numpy()) != test.y.numpy())
+    assert selected["ensemble_error"] == pytest.approx(chosen_errors)
+    with pytest.raises(ValueError, match="multipliers must be integers >= 1"):
+        compare_munge(x, y, seeds=(0,), train_size=40, val_size=40, multipliers=(0,))

@@ -1,47 +1,43 @@
-"""Compression of an ensemble without a neural teacher: Born-Again Trees and MUNGE.
+"""Compression of an ensemble without a neural teacher: Born-Again Trees (MUNGE, the other such
+recipe, is :mod:`kdlab.methods.munge`).
 
-Both recipes share one idea: a good but unwieldy predictor (an ensemble) labels many
-synthetic inputs drawn near the training data, and a small model learns from those labels.
+A good but unwieldy predictor (an ensemble) labels many synthetic inputs drawn near the training
+data, and a small model learns from those labels.
 
 * Breiman & Shang (1996), *Born Again Trees*: a single CART is grown on smeared copies of the
   training set labelled by a bagged or boosted predictor, then pruned to the subtree with the
-  least error on the original training set (seed: "Select subtree giving minimum error on the
+  least error on the original training set (source 003: "Select subtree giving minimum error on the
   training set"). :func:`smear`, :func:`born_again_tree`, :func:`compare_trees`.
-* Bucila, Caruana & Niculescu-Mizil (2006), *Model Compression*, Algorithm MUNGE: synthetic
-  points made by swapping attributes between an example and its nearest neighbour, with
-  Gaussian smearing of continuous values. :func:`munge`, :func:`munge_transfer_set` (the
-  ensemble labels them) and :func:`munge_student` (the paper's one-hidden-layer net of 128
-  units, trained on them through :func:`kdlab.methods.common.train_model`).
 
-The trees and MUNGE itself are numpy and scikit-learn; error rates there are fractions of
-examples (means, so that data sets of different sizes compare).
+The trees are numpy and scikit-learn; error rates are fractions of examples (means, so that data
+sets of different sizes compare).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, clone
-from sklearn.ensemble import BaggingClassifier, GradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    BaggingClassifier,
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.model_selection import StratifiedKFold, train_test_split
-from sklearn.neighbors import NearestNeighbors
 from sklearn.tree import DecisionTreeClassifier
 from torch import Tensor
 
-from kdlab import _checks, dry_run, models
-from kdlab.data import Tensors
-from kdlab.methods.common import Result, train_model
+from kdlab import _checks, dry_run
 
 RNG = np.random.Generator | int | None
 
-# Breiman & Shang (1996), Table 2, test-set error in percent, as quoted by the seed. Only the
+# Breiman & Shang (1996), Table 2, test-set error in percent, as quoted by source 003. Only the
 # breast-cancer row has an offline counterpart: scikit-learn's load_breast_cancer, the 569 x 30
-# Wisconsin *diagnostic* set (the seed does not say which breast-cancer set the paper used; the
+# Wisconsin *diagnostic* set (the source does not say which breast-cancer set the paper used; the
 # 699 x 9 original Wisconsin set was the usual one then). The other four are not shipped.
 BREIMAN_SHANG_TABLE2 = {
     "breast cancer": {"ba_cart": 3.9, "cart": 5.9, "arced_cart": 3.0},
@@ -72,9 +68,9 @@ def _matrix(name: str, x: np.ndarray | Tensor, min_rows: int) -> np.ndarray:
 
 
 def smear(x: np.ndarray, n: int, *, p: float = 0.2, scale: float = 0.0, rng: RNG = None) -> np.ndarray:
-    """Synthetic inputs by smearing the training set (Breiman & Shang 1996, step 1 of the seed).
+    """Synthetic inputs by smearing the training set (Breiman & Shang 1996, step 1 of source 003).
 
-    The seed names the method only. kdlab's reading: each synthetic point starts as a training
+    The source names the method only. kdlab's reading: each synthetic point starts as a training
     example drawn uniformly; each of its features is, independently with probability ``p``,
     replaced by that feature's value in another uniformly drawn training example, plus Gaussian
     noise of standard deviation ``scale`` times the feature's standard deviation. So a point
@@ -220,10 +216,10 @@ def born_again_tree(
     2. The fitted ``ensemble`` labels them and the original training inputs; a full CART
        (Gini, grown to purity) is grown on the union.
     3. Among the subtrees of its cost-complexity path, the one with the least error on the
-       original ``(x_train, y_train)`` is kept, the smallest on ties (seed: "Select subtree
+       original ``(x_train, y_train)`` is kept, the smallest on ties (source 003: "Select subtree
        giving minimum error on the training set").
 
-    The seed grows the tree on "repeatedly generated" synthetic data; here one large set is
+    The source grows the tree on "repeatedly generated" synthetic data; here one large set is
     drawn once, up front, which scikit-learn's CART can use as is.
     Errors are fractions of the training examples. Shapes: x_train (examples, features),
     y_train (examples,).
@@ -303,7 +299,7 @@ def _ensemble(ensemble: str | ClassifierMixin, random_state: int) -> ClassifierM
             model.set_params(random_state=random_state)
         return model
     _checks.choice("ensemble", ensemble, ENSEMBLES)
-    if ensemble == "bagging":  # bagged CART, the seed's "bagged predictor": 50 full trees
+    if ensemble == "bagging":  # bagged CART, the source's "bagged predictor": 50 full trees
         return BaggingClassifier(DecisionTreeClassifier(), n_estimators=50, random_state=random_state)
     if ensemble == "random_forest":
         return RandomForestClassifier(n_estimators=100, random_state=random_state)
@@ -324,7 +320,7 @@ def compare_trees(
 ) -> list[dict]:
     """Breiman & Shang (1996), Table 2 on one data set: CART vs BA-CART vs the ensemble.
 
-    For each seed: a stratified split holding out ``test_size`` of the data (the seed gives no
+    For each seed: a stratified split holding out ``test_size`` of the data (the source gives no
     protocol; 10% is kdlab's default), the ensemble (``"bagging"``, ``"random_forest"``,
     ``"gradient_boosting"`` or an unfitted sklearn classifier) fitted on the rest, a CART
     pruned by cross-validation (:func:`cv_pruned_cart`) and a born-again tree
@@ -361,115 +357,3 @@ def compare_trees(
 
 
 # ----------------------------------------------------------------------------------- MUNGE
-
-
-def munge(
-    x: np.ndarray | Tensor,
-    *,
-    size_multiplier: int,
-    p: float,
-    s: float,
-    nominal: Sequence[int] = (),
-    rng: RNG = None,
-) -> np.ndarray:
-    """Bucila, Caruana & Niculescu-Mizil (2006), Algorithm MUNGE: synthetic data for compression.
-
-    For each example e, its nearest neighbour e' (Euclidean) is found; each attribute a is,
-    with probability ``p``, taken from e': a nominal attribute is copied, a continuous one is
-    drawn from Normal(e'_a, sd = |e_a - e'_a| / s), so the local variance parameter ``s``
-    shrinks the smear toward the neighbour. ``size_multiplier`` (k) passes give k * n points.
-
-    Distances use continuous columns scaled to [0, 1] (so one attribute in large units does not
-    pick the neighbour alone) and count 1 per differing ``nominal`` column; values come back in
-    the original units. The paper walks the examples in turn over a copy of the data and
-    smears e' in the same swap; here every pass starts from the original data and changes only
-    e (e' has its own turn as an example), which makes passes independent and vectorised.
-
-    Shapes: x (examples, features) -> (size_multiplier * examples, features), float32, pass by
-    pass, examples in input order within a pass.
-    """
-    x = _matrix("x", x, 2)
-    _checks.at_least("size_multiplier", size_multiplier, 1)
-    _checks.in_range("p", p, 0.0, 1.0)
-    _checks.positive("s", s)
-    rows, features = x.shape
-    is_nominal = np.zeros(features, dtype=bool)
-    for column in nominal:
-        if not (isinstance(column, (int, np.integer)) and 0 <= column < features):
-            raise ValueError(f"nominal must hold column indices in [0, {features - 1}], got {column!r}")
-        is_nominal[column] = True
-    rng = np.random.default_rng(rng)
-
-    continuous = x[:, ~is_nominal]
-    span = np.ptp(continuous, axis=0)
-    parts = [(continuous - continuous.min(axis=0)) / np.where(span > 0, span, 1.0)]
-    for column in np.flatnonzero(is_nominal):
-        # One-hot codes scaled by 1/sqrt(2) put two differing values at distance exactly 1.
-        codes = np.unique(x[:, column], return_inverse=True)[1]
-        parts.append(np.eye(codes.max() + 1)[codes] / math.sqrt(2))
-    # Querying the fitted points themselves leaves each point out of its own neighbours.
-    neighbours = NearestNeighbors(n_neighbors=1).fit(np.hstack(parts)).kneighbors(return_distance=False)
-    partner = x[neighbours[:, 0]]
-
-    swap = rng.random((size_multiplier, rows, features)) < p
-    spread = np.abs(x - partner) / s
-    drawn = np.where(is_nominal, partner, rng.normal(partner, spread, size=swap.shape))
-    return np.where(swap, drawn, x).reshape(-1, features).astype(np.float32)
-
-
-def munge_transfer_set(
-    ensemble: Callable[[Tensor], Tensor],
-    x: Tensor,
-    *,
-    size_multiplier: int,
-    p: float,
-    s: float,
-    rng: RNG = None,
-) -> Tensors:
-    """Bucila et al. (2006): the training inputs and their MUNGE copies, labelled by ``ensemble``.
-
-    ``ensemble`` maps inputs (m, ...) to scores (m, classes), e.g. the logits of an averaged
-    ensemble (:func:`kdlab.losses.ensemble_logits`); each point's label is its arg-max, the
-    ensemble's vote (seed: "Label them by ensemble", "no special loss function"). Inputs of any
-    shape are flattened for :func:`munge` and reshaped back. The original inputs come first,
-    relabelled too, as the training set of :func:`born_again_tree` is, then the
-    ``size_multiplier`` synthetic passes, each an independent draw: the first ``n * (1 + k)``
-    rows are a transfer set of multiplier k, so one large draw serves every smaller size.
-    Shapes: x (n, ...) -> x (m, ...) float32 and labels (m,) int64, m = n * (1 + size_multiplier),
-    on ``x``'s device.
-    """
-    synthetic = munge(x.flatten(1), size_multiplier=size_multiplier, p=p, s=s, rng=rng)
-    inputs = torch.cat([x.float(), torch.from_numpy(synthetic).to(x.device).view(-1, *x.shape[1:])])
-    scores = ensemble(inputs)
-    _checks.logits("ensemble(x)", scores)
-    if scores.shape[0] != inputs.shape[0]:
-        raise ValueError(f"ensemble must return one row per input ({inputs.shape[0]}), got {scores.shape[0]}")
-    return Tensors(inputs, scores.argmax(dim=1).to(x.device))
-
-
-def munge_student(
-    transfer: Tensors,
-    *,
-    classes: int,
-    hidden: int = 128,
-    test: Tensors | None = None,
-    cache: bool = False,
-    **fit_knobs: Any,
-) -> Result:
-    """Bucila et al. (2006): the compressed model, a net of one hidden layer of ``hidden`` units.
-
-    The student, ``mlp((features, hidden, classes))``, minimises the plain cross-entropy (batch
-    mean) with the labels of ``transfer``: for compression, the ensemble's votes on a
-    :func:`munge_transfer_set` (seed: "Training with no special loss function"); given the
-    original labelled set instead, the same call trains the small-data baseline. ``fit_knobs``
-    as in :func:`kdlab.methods.common.train_model`; with ``cache`` the trained net is stored,
-    keyed by the content of ``transfer``. Shapes: ``transfer.x`` (m, ...), ``transfer.y`` (m,).
-    """
-    _checks.at_least("hidden", hidden, 1)
-    _checks.at_least("classes", classes, 2)
-    _checks.finite("transfer.x", transfer.x)
-    _checks.labels("transfer.y", transfer.y, len(transfer), classes)
-    features = int(math.prod(transfer.x.shape[1:]))
-    return train_model(
-        lambda: models.mlp((features, hidden, classes)), transfer, test=test, cache=cache, **fit_knobs
-    )
