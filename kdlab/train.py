@@ -35,7 +35,7 @@ Terms = Mapping[str, Tensor]
 Objective = Callable[[nn.Module, tuple[Tensor, ...]], Terms | Iterator[Terms]]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "sgd_momentum")
 SCHEDULES = (None, "cosine")
 
 
@@ -203,8 +203,9 @@ def make_optimizer(
     momentum: float = 0.9,
     nesterov: bool = True,
 ) -> torch.optim.Optimizer:
-    """``adam``, ``adamw`` or ``sgd`` over ``parameters``. ``sgd`` uses ``momentum`` (0.9) with
-    Nesterov's form by default (as Deep Mutual Learning); ``nesterov=False`` gives plain momentum
+    """``adam``, ``adamw``, ``sgd`` or ``sgd_momentum`` over ``parameters``. ``sgd`` uses
+    ``momentum`` (0.9) with Nesterov's form by default (as Deep Mutual Learning); ``nesterov=False``,
+    or the name ``sgd_momentum`` (which a recipe's ``optimizer`` knob can name), gives plain momentum
     (the CIFAR-100 benchmark recipe of Tian et al. 2020, CRD). ``nesterov`` is ignored by Adam."""
     _checks.choice("optimizer", name, OPTIMIZERS)
     _checks.positive("lr", lr)
@@ -213,7 +214,7 @@ def make_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(
-        parameters, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        parameters, lr=lr, momentum=momentum, nesterov=nesterov and name == "sgd", weight_decay=weight_decay
     )
 
 

@@ -146,3 +146,16 @@ def test_sgd_keeps_nesterov_momentum_by_default_and_can_drop_nesterov():
         w.sum().backward()
         optimizer.step()
     assert w.item() == pytest.approx(-(0.1 * 1 + 0.1 * 1.9))
+
+
+def test_sgd_momentum_is_plain_momentum_by_name_so_a_recipe_knob_can_ask_for_it():
+    w = torch.zeros(1, requires_grad=True)
+    optimizer = make_optimizer("sgd_momentum", [w], 0.1)
+    assert optimizer.param_groups[0]["nesterov"] is False and optimizer.param_groups[0]["momentum"] == 0.9
+    for _ in range(2):
+        optimizer.zero_grad()
+        w.sum().backward()
+        optimizer.step()
+    assert w.item() == pytest.approx(-(0.1 * 1 + 0.1 * 1.9))  # the same steps as by hand above
+    with pytest.raises(ValueError, match="optimizer must be one of .*'sgd_momentum'.*got 'momentum'"):
+        make_optimizer("momentum", [w], 0.1)
