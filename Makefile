@@ -8,7 +8,7 @@ SMOKE := _build/smoke
 DRY_RUN := _build/dry-run
 export KDLAB_PROGRESS ?= 0
 
-.PHONY: book test lab bench smoke dry-run clean
+.PHONY: book test lab bench gpu-check smoke dry-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ lab: $(STAMP)
 ## bench: the speed and memory benchmarks
 bench: $(STAMP)
 	$(BIN)/kdlab bench --json-dir _build/bench
+
+## gpu-check: on a CUDA machine, every chapter's full path for 20 steps an epoch (images/s, peak memory, the
+## projected time of each real full run) and the CUDA speed knobs (bf16, channels-last, torch.compile), JSON
+## into _build/gpu-check; real CIFAR where it is under $$KDLAB_DATA, synthetic data of its shape otherwise
+gpu-check: $(STAMP)
+	$(BIN)/kdlab bench --gpu --json-dir _build/gpu-check
 
 clean:
 	rm -rf _build

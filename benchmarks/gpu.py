@@ -2,7 +2,8 @@
 
     python benchmarks/gpu.py [--json PATH] [--quick] [--threads N] [--strict]
 
-CUDA only: on a machine without a CUDA GPU it prints ``skipped: no CUDA GPU`` and exits 0. Each
+On ``$KDLAB_BENCH_DEVICE`` (default ``cuda``; ``make gpu-check`` runs it on the device it checks):
+on a machine without a CUDA GPU it prints ``skipped: no CUDA GPU`` and exits 0. Each
 variant is one :func:`kdlab.train.fit` epoch (``progress=False``) of a ResNet-20 (He et al. 2016,
 the FSP chapter's family) on CIFAR-shaped random tensors, batch 128, whose tensors live on the GPU
 (a :class:`~kdlab.data.TensorLoader`); variants run in turn and are compared by medians, the GPU
@@ -19,6 +20,7 @@ synchronised around each.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -113,10 +115,13 @@ def measure(device: str = "cuda", quick: bool = False, compile: bool = True) -> 
 
 
 def run(quick: bool = False) -> dict:
-    """:func:`measure` on the GPU, or a result marked skipped where there is no CUDA GPU."""
-    if not torch.cuda.is_available():
+    """:func:`measure` on ``$KDLAB_BENCH_DEVICE`` (default ``cuda``; ``make gpu-check`` sets it), or
+    a result marked skipped where that is CUDA and there is no CUDA GPU. Off CUDA, ``torch.compile``
+    is left out (it is a GPU knob here, and compiling on a 2-core CPU takes minutes)."""
+    device = os.environ.get("KDLAB_BENCH_DEVICE", "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
         return _common.result(NAME, [], quick=quick, skipped="no CUDA GPU")
-    return measure("cuda", quick=quick, compile=True)
+    return measure(device, quick=quick, compile=device.startswith("cuda"))
 
 
 if __name__ == "__main__":

@@ -164,11 +164,11 @@ def _as_json(parts: Mapping[str, Any]) -> Any:
 def key(name: str, parts: Mapping[str, Any]) -> str:
     """The hash of ``name``, ``parts`` (tuples count as lists; tensors, data and modules by content,
     functions by name and closure, see :func:`_json_default`), the kdlab version and
-    :func:`code_digest`; in a dry run (:mod:`kdlab.dry_run`) also ``"dry_run": True``, so a model
-    trained for two steps never answers a real run's key."""
+    :func:`code_digest`; in a dry run (:mod:`kdlab.dry_run`) also ``"dry_run"``: its steps an
+    epoch, so a model trained for two steps never answers a real run's key, nor one of twenty."""
     keyed = {"name": name, "parts": parts, "kdlab": _version(), "code": code_digest()}
     if dry_run.active():
-        keyed["dry_run"] = True
+        keyed["dry_run"] = dry_run.steps_per_epoch()
     text = json.dumps(keyed, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

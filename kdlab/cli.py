@@ -10,7 +10,7 @@ import webbrowser
 from pathlib import Path
 
 from kdlab import cli_distill, runtime
-from kdlab.book import runner
+from kdlab.book import gpu_check, runner
 from kdlab.book.profiles import PROFILES
 
 
@@ -71,6 +71,20 @@ def _book(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     root = runner.find_root(args.root)
+    if args.gpu:
+        if args.only:
+            raise ValueError(f"--gpu runs the GPU check, not benchmarks; got benchmark name(s) {args.only}")
+        out = Path(args.json_dir or root / "_build" / "gpu-check")
+        steps = gpu_check.DEFAULT_STEPS if args.steps is None else args.steps
+        gpu_check.check(
+            root, out, device=args.device, steps=steps, chapters=args.chapters, kernel=args.kernel
+        )
+        return 0
+    given = {"--device": args.device != "cuda", "--steps": args.steps is not None,
+             "--chapters": args.chapters is not None}
+    unused = [flag for flag, value in given.items() if value]
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: only with --gpu (the GPU check); benchmarks take only names")
     scripts = sorted(s for s in (root / "benchmarks").glob("*.py") if not s.name.startswith("_"))
     if args.only:
         unknown = sorted(set(args.only) - {s.stem for s in scripts})
@@ -126,6 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="run the speed and memory benchmarks in benchmarks/")
     bench.add_argument("only", nargs="*", help="benchmark names (default: all)")
     bench.add_argument("--json-dir", help="write each benchmark's numbers as JSON here")
+    bench.add_argument(
+        "--gpu", action="store_true",
+        help="the GPU check (make gpu-check): each chapter's full path for a few steps an epoch on --device, "
+             "with images/s, peak memory and projected full-run times, then the CUDA speed knobs; JSON into "
+             "--json-dir (default _build/gpu-check)",
+    )
+    bench.add_argument("--device", default="cuda", help="with --gpu: the device to check (default cuda)")
+    bench.add_argument(
+        "--steps", type=int, help=f"with --gpu: steps an epoch (default {gpu_check.DEFAULT_STEPS})"
+    )
+    bench.add_argument("--chapters", nargs="+", help="with --gpu: these chapters only (default: all)")
+    bench.add_argument("--kernel", default="python3", help="with --gpu: Jupyter kernel name")
     bench.set_defaults(handler=_bench)
 
     cli_distill.add_parser(commands)

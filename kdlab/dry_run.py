@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 ENV = "KDLAB_DRY_RUN"
 REPORT_ENV = "KDLAB_DRY_RUN_REPORT"
+STEPS_ENV = "KDLAB_DRY_RUN_STEPS"
 STEPS_PER_EPOCH = 2
 EPOCHS = 1
 # A training set keeps all of its examples up to TRAIN_ROWS, and then only a few more as it grows
@@ -64,6 +65,17 @@ _GROWTH = 20
 def active() -> bool:
     """True when ``KDLAB_DRY_RUN`` is set to ``1`` (or ``true``, ``yes``)."""
     return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def steps_per_epoch() -> int:
+    """The steps each epoch of a dry run takes: ``KDLAB_DRY_RUN_STEPS`` when set (a GPU check times
+    more of them, past the warm-up), else :data:`STEPS_PER_EPOCH`."""
+    value = os.environ.get(STEPS_ENV, "").strip()
+    if not value:
+        return STEPS_PER_EPOCH
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{STEPS_ENV} must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def train_rows(real: int) -> int:
@@ -171,7 +183,8 @@ class Measurement:
     asked for (the real run's); ``batch_size``: examples per step; ``steps`` and ``seconds``: the
     steps the dry run took and their time; ``step_seconds`` and ``step_examples``: the fastest of
     those steps per example (the first one usually pays for warming up); ``examples_per_epoch``
-    and ``steps_per_epoch``: an epoch of the real run.
+    and ``steps_per_epoch``: an epoch of the real run; ``device``: where the steps ran;
+    ``peak_memory``: the most bytes of CUDA memory allocated during the steps (``None`` off CUDA).
     """
 
     desc: str
@@ -184,6 +197,8 @@ class Measurement:
     step_examples: int
     examples_per_epoch: int
     steps_per_epoch: int
+    device: str = "cpu"
+    peak_memory: int | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -223,30 +238,47 @@ class NoCut:
 
 
 class Cut(NoCut):
-    """In a dry run, :func:`kdlab.train.fit`'s loop runs :data:`EPOCHS` epoch(s) of at most
-    :data:`STEPS_PER_EPOCH` batches, timing each step (fetching the batch included); :meth:`finish`
-    then fills the History up to the requested epochs and records a :class:`Measurement`."""
+    """In a dry run, :func:`kdlab.train.fit`'s loop runs :data:`EPOCHS` epoch(s) of
+    :func:`steps_per_epoch` batches, timing each step (fetching the batch included; on CUDA the
+    device is synchronised around it, so the time is the step's, not its launch's); a loader that
+    runs out first starts over, and one that yields nothing ends the epoch. :meth:`finish` then fills
+    the History up to the requested epochs and records a :class:`Measurement`."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.sizes: list[int] = []
         self.shape: tuple[int, ...] = ()
+        self.device = "cpu"
+        self.peak_memory: int | None = None
 
     def epochs(self, requested: int) -> int:
         return min(requested, EPOCHS)
 
     def batches(self, train: Iterable) -> Iterator:
-        batches = iter(train)
-        for _ in range(STEPS_PER_EPOCH):
+        import torch
+
+        batches, this_pass, taken = iter(train), 0, 0
+        while taken < steps_per_epoch():
             started = time.perf_counter()
             batch = next(batches, None)
             if batch is None:
-                return
-            yield batch
-            self.times.append(time.perf_counter() - started)
+                if this_pass == 0:
+                    return
+                batches, this_pass = iter(train), 0
+                continue
             first = batch[0] if isinstance(batch, (tuple, list)) else batch
+            cuda = first.is_cuda
+            if cuda and not self.times:
+                torch.cuda.reset_peak_memory_stats(first.device)
+            yield batch
+            if cuda:
+                torch.cuda.synchronize(first.device)
+                self.peak_memory = int(torch.cuda.max_memory_allocated(first.device))
+            self.times.append(time.perf_counter() - started)
             self.sizes.append(int(first.shape[0]))
             self.shape = tuple(first.shape[1:])
+            self.device = str(first.device)
+            this_pass, taken = this_pass + 1, taken + 1
 
     def finish(self, history: Any, epochs: int, desc: str, train: object, model: Any = None,
                objective: Any = None) -> Measurement | None:
@@ -271,7 +303,8 @@ class Cut(NoCut):
             desc=desc, config=configuration(model, objective, batch_size, self.shape), epochs=epochs,
             batch_size=batch_size, steps=len(self.times), seconds=sum(self.times),
             step_seconds=self.times[fastest], step_examples=self.sizes[fastest], examples_per_epoch=examples,
-            steps_per_epoch=math.ceil(examples / batch_size),
+            steps_per_epoch=math.ceil(examples / batch_size), device=self.device,
+            peak_memory=self.peak_memory,
         )
         _MEASURED.append(measurement)
         report = os.environ.get(REPORT_ENV)
@@ -313,13 +346,15 @@ def read(path: str | os.PathLike) -> list[Measurement]:
 @dataclass(frozen=True)
 class Configuration:
     """The fits of one configuration (:attr:`Measurement.config`): how many, the first one's label,
-    the training examples of their real runs, their best speed here and so their projected time."""
+    the training examples of their real runs, their best speed here and so their projected time,
+    and the most CUDA memory any of them allocated (``None`` off CUDA)."""
 
     config: str
     desc: str
     fits: int
     examples: int
     images_per_second: float
+    peak_memory: int | None = None
 
     @property
     def projected_seconds(self) -> float:
@@ -339,13 +374,14 @@ class Summary:
     steps: int
     seconds: float
     configurations: tuple[Configuration, ...]
+    device: str = "cpu"
 
     @property
     def projected_seconds(self) -> float:
         return sum(c.projected_seconds for c in self.configurations)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fits": self.fits, "steps": self.steps, "seconds": self.seconds,
+        return {"fits": self.fits, "steps": self.steps, "seconds": self.seconds, "device": self.device,
                 "projected_seconds": self.projected_seconds,
                 "configurations": [c.to_dict() for c in self.configurations]}
 
@@ -363,7 +399,9 @@ def summary(measurements: Iterable[Measurement] | str | os.PathLike) -> Summary:
     configurations = [
         Configuration(config=config, desc=group[0].desc, fits=len(group),
                       examples=sum(m.examples for m in group),
-                      images_per_second=max(m.images_per_second for m in group))
+                      images_per_second=max(m.images_per_second for m in group),
+                      peak_memory=max((m.peak_memory for m in group if m.peak_memory is not None),
+                                      default=None))
         for config, group in groups.items()
     ]
     return Summary(
@@ -371,6 +409,7 @@ def summary(measurements: Iterable[Measurement] | str | os.PathLike) -> Summary:
         steps=sum(m.steps for m in measurements),
         seconds=sum(m.seconds for m in measurements),
         configurations=tuple(sorted(configurations, key=lambda c: -c.projected_seconds)),
+        device=measurements[0].device if measurements else "cpu",
     )
 
 
@@ -389,5 +428,6 @@ def describe(configuration: Configuration) -> str:
     """One configuration in a line: its first fit, how many fits, its speed here, its projected time."""
     c = configuration
     more = f" and {c.fits - 1} more" if c.fits > 1 else ""
+    memory = "" if c.peak_memory is None else f", peak {c.peak_memory / 2**30:.2f} GiB"
     return (f"{c.desc!r}{more} ({c.config}): {c.examples:,} examples at {c.images_per_second:,.0f} "
-            f"images/s -> {duration(c.projected_seconds)}")
+            f"images/s{memory} -> {duration(c.projected_seconds)}")

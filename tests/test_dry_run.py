@@ -216,7 +216,7 @@ def test_the_runner_sets_the_dry_run_environment_and_restores_the_old_one(monkey
     assert env[dry_run.REPORT_ENV] == str(tmp_path.resolve() / "fsp.dry-run.jsonl")
     assert env["KDLAB_CACHE"] == str(tmp_path.resolve() / "cache" / "fsp")
     assert not (tmp_path / "cache" / "fsp").exists()  # emptied: every fit runs and is measured
-    with runner._environment(env):
+    with runner.environment(env):
         assert dry_run.active() and os.environ["KDLAB_DEVICE"] == "cpu"
     assert not dry_run.active() and os.environ["KDLAB_DEVICE"] == "cuda" and "KDLAB_CACHE" not in os.environ
     monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "mine"))
@@ -251,12 +251,6 @@ def test_the_runner_reports_a_chapters_dry_run(tmp_path, capsys):
     assert saved["wall_seconds"] == 38.0 and saved["projected_seconds"] == pytest.approx(39_062.5)
     assert saved["configurations"][0]["images_per_second"] == 256.0
     assert runner.dry_run_summary(tmp_path, "born_again") is None
-
-
-@pytest.mark.skip(reason="a chapter's dry run takes tens of seconds: `make dry-run` runs every chapter's")
-def test_a_chapter_dry_runs_end_to_end(tmp_path):
-    runner.run_chapter(runner.find_root(), "fitnets", "full", {}, tmp_path, dry_run=True)
-    assert runner.dry_run_summary(tmp_path, "fitnets")["fits"] > 0
 
 
 def test_history_padding_keeps_an_empty_history_empty():

@@ -70,6 +70,7 @@ def run_chapter(
     out: Path,
     kernel: str = "python3",
     dry_run: bool = False,
+    steps: int | None = None,
 ) -> Path:
     """Execute ``book/<chapter>.ipynb`` with papermill at ``profile`` into ``out/<chapter>.ipynb``.
 
@@ -79,8 +80,10 @@ def run_chapter(
     ``remove-cell`` so a book built from the executed notebook does not show it. The chapter runs
     in ``out`` (its results land in ``out/results``).
 
-    With ``dry_run``, the chapter's ``full`` path runs end to end on the CPU on a miniature of the
-    work (:mod:`kdlab.dry_run`; ``profile`` is ignored): see :func:`dry_run_environment`. It prints
+    With ``dry_run``, the chapter's ``full`` path runs end to end on a miniature of the work
+    (:mod:`kdlab.dry_run`; ``profile`` is ignored), on the CPU unless ``parameters`` name a
+    ``device``, for ``steps`` steps an epoch (default :data:`kdlab.dry_run.STEPS_PER_EPOCH`): see
+    :func:`dry_run_environment`. It prints
     and writes (``out/<chapter>.dry-run.json``) what its training steps measured and the projected
     wall time of the real run; :func:`dry_run_summary` reads it back. ``out`` must not hold
     notebooks of real runs (and a real run refuses a folder of dry runs).
@@ -108,12 +111,13 @@ def run_chapter(
         if extra.suffix not in (".ipynb", ".md") and extra.is_file():
             shutil.copy2(extra, out / extra.name)
     target = out / f"{chapter}.ipynb"
+    device = str(parameters.get("device") or "cpu")
     if dry_run:
         (out / DRY_RUN_MARK).touch()
         if "device" in declared:
-            parameters = {**parameters, "device": "cpu"}
+            parameters = {**parameters, "device": device}
     started = time.perf_counter()
-    with _environment(dry_run_environment(out, chapter) if dry_run else {}):
+    with environment(dry_run_environment(out, chapter, device, steps) if dry_run else {}):
         papermill.execute_notebook(
             str(source),
             str(target),
@@ -123,7 +127,7 @@ def run_chapter(
             progress_bar=False,
         )
     if dry_run:
-        _report_dry_run(out, chapter, time.perf_counter() - started)
+        _report_dry_run(out, chapter, time.perf_counter() - started, steps or dry_run.STEPS_PER_EPOCH)
     notebook = nbformat.read(target, as_version=4)
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
@@ -144,16 +148,22 @@ def _check_out(out: Path, dry_run: bool) -> None:
         raise ValueError(f"{str(out)!r} holds dry runs; give real runs another folder")
 
 
-def dry_run_environment(out: Path, chapter: str) -> dict[str, str]:
+def dry_run_environment(
+    out: Path, chapter: str, device: str = "cpu", steps: int | None = None
+) -> dict[str, str]:
     """The environment of a chapter's dry run (see :mod:`kdlab.dry_run`): ``KDLAB_DRY_RUN=1``,
-    ``KDLAB_DEVICE=cpu``, the report file ``KDLAB_DRY_RUN_REPORT=out/<chapter>.dry-run.jsonl``
+    ``KDLAB_DEVICE=device``, ``KDLAB_DRY_RUN_STEPS=steps`` when given, the report file
+    ``KDLAB_DRY_RUN_REPORT=out/<chapter>.dry-run.jsonl``
     (emptied), and, unless ``KDLAB_CACHE`` is set, an empty cache of its own in
     ``out/cache/<chapter>``, so every fit of the chapter runs and is measured (the keys of a dry
     run differ from a real run's anyway)."""
     out = Path(out).resolve()
     report = out / f"{chapter}.dry-run.jsonl"
     report.unlink(missing_ok=True)
-    env = {dry_run.ENV: "1", dry_run.REPORT_ENV: str(report), "KDLAB_DEVICE": "cpu"}
+    env = {dry_run.ENV: "1", dry_run.REPORT_ENV: str(report), "KDLAB_DEVICE": device}
+    if steps is not None:
+        _checks.at_least("steps", steps, 1)
+        env[dry_run.STEPS_ENV] = str(steps)
     if not os.environ.get("KDLAB_CACHE"):
         cache = out / "cache" / chapter
         shutil.rmtree(cache, ignore_errors=True)
@@ -162,7 +172,7 @@ def dry_run_environment(out: Path, chapter: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment(values: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``values`` set (the kernel inherits it), restored afterwards."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -176,22 +186,31 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _report_dry_run(out: Path, chapter: str, seconds: float) -> dry_run.Summary:
+def _report_dry_run(
+    out: Path, chapter: str, seconds: float, steps: int = dry_run.STEPS_PER_EPOCH
+) -> dry_run.Summary:
     summary = dry_run.summary(Path(out) / f"{chapter}.dry-run.jsonl")
     record = {"chapter": chapter, "wall_seconds": seconds, **summary.to_dict()}
     (Path(out) / f"{chapter}.dry-run.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(dry_run_line(chapter, summary, seconds), flush=True)
+    print(dry_run_line(chapter, summary, seconds, steps), flush=True)
     for configuration in summary.configurations[:3]:  # where most of the real run goes
         print(f"  {dry_run.describe(configuration)}", flush=True)
     return summary
 
 
-def dry_run_line(chapter: str, summary: dry_run.Summary, seconds: float) -> str:
+def dry_run_line(
+    chapter: str, summary: dry_run.Summary, seconds: float, steps: int = dry_run.STEPS_PER_EPOCH
+) -> str:
     """One line: ``kdlab: fsp full (dry run): 26 fit calls, 52 steps (at most 2 each), ran in 19 s;
     the real run: ~13.0 h of training on this CPU``."""
     return (f"kdlab: {chapter} full (dry run): {summary.fits} fit calls, {summary.steps} steps "
-            f"(at most {dry_run.STEPS_PER_EPOCH} each), ran in {seconds:.0f} s; the real run: "
-            f"~{dry_run.duration(summary.projected_seconds)} of training on this CPU")
+            f"(at most {steps} each), ran in {seconds:.0f} s; the real run: "
+            f"~{dry_run.duration(summary.projected_seconds)} of training on {_machine(summary.device)}")
+
+
+def _machine(device: str) -> str:
+    """``this CPU`` or ``this GPU (cuda:0)``: where a dry run's speeds were measured."""
+    return "this CPU" if device == "cpu" else f"this GPU ({device})" if device.startswith("cuda") else device
 
 
 def dry_run_summary(out: Path, chapter: str) -> dict[str, Any] | None:
@@ -208,20 +227,23 @@ def dry_run_all(
     names: list[str] | None = None,
     parameters: dict[str, Any] | None = None,
     kernel: str = "python3",
+    steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Dry-run ``names`` (default: every chapter, in the table of contents' order) into ``out``, one
-    after the other, then print the total; returns each chapter's :func:`dry_run_summary`."""
+    after the other (``steps`` steps an epoch, on ``parameters["device"]`` if given, else the CPU),
+    then print the total; returns each chapter's :func:`dry_run_summary`."""
     names = chapters(root) if names is None else names
     out = Path(out)
     done = []
     for name in names:
         print(f"kdlab: dry run of {name} at profile full -> {out / (name + '.ipynb')}", flush=True)
-        run_chapter(root, name, "full", dict(parameters or {}), out, kernel=kernel, dry_run=True)
+        run_chapter(root, name, "full", dict(parameters or {}), out, kernel=kernel, dry_run=True, steps=steps)
         done.append(dry_run_summary(out, name))
     wall = sum(d["wall_seconds"] for d in done)
     projected = sum(d["projected_seconds"] for d in done)
     print(f"kdlab: {len(done)} chapter(s) dry-run in {wall:.0f} s; the real full runs: "
-          f"~{dry_run.duration(projected)} of training on this CPU", flush=True)
+          f"~{dry_run.duration(projected)} of training on {_machine(done[0]['device'] if done else 'cpu')}",
+          flush=True)
     return done
 
 
