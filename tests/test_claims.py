@@ -345,6 +345,18 @@ def test_summary_counts_each_verdict_with_its_ids():
     )
 
 
+def test_summary_names_each_check_of_a_claim_checked_twice_by_its_setting():
+    rows = []
+    claims.check("bucila.munge", [3.0, 3.1, 3.2], [3.0, 3.2, 3.1], into=rows,
+                 setting="breast cancer, 10 splits")
+    claims.check("bucila.munge", [6.0, 6.1, 6.2], [8.0, 8.2, 8.1], into=rows, setting="digits, 10 splits")
+    claims.check("hinton.mnist_table", [100, 110, 105], [150, 160, 170], into=rows)
+    assert claims.summary(rows) == (
+        "Of 3 checks (2 claims), 2 held (bucila.munge (digits), hinton.mnist_table), 0 were contradicted and "
+        "1 was not decided at this scale (bucila.munge (breast cancer))."
+    )
+
+
 def test_table_has_one_row_per_claim_and_escapes_pipes():
     rows = []
     claims.check("hinton.mnist_table", [100, 110, 105], [150, 160, 170], into=rows, setting="a | b")

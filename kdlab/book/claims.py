@@ -412,17 +412,29 @@ def table(rows: Iterable[Mapping[str, Any]]) -> str:
 def summary(rows: Iterable[Mapping[str, Any]]) -> str:
     """One sentence counting the checked claims by verdict, with their ids: "Of 7 claims checked, 3
     held (a, b, c), 1 was contradicted (d) and 3 were not decided at this scale (e, f, g)." Claims
-    not run are counted apart."""
+    not run are counted apart. A claim checked in several settings counts once per check, each
+    named with its setting up to the first comma: "Of 5 checks (4 claims)... bucila.munge (digits)"."""
     rows = list(rows)
-    groups = {verdict: [row["id"] for row in rows if row["verdict"] == verdict]
+    ids = [row["id"] for row in rows]
+
+    def label(row: Mapping[str, Any]) -> str:
+        if ids.count(row["id"]) == 1:
+            return row["id"]
+        setting = str(row.get("setting") or "").split(",")[0].strip()
+        return f"{row['id']} ({setting or 'check ' + str(rows.index(row) + 1)})"
+
+    groups = {verdict: [label(row) for row in rows if row["verdict"] == verdict]
               for verdict in (*VERDICTS, NOT_RUN)}
     decided = len(rows) - len(groups[NOT_RUN])
+    claims_checked = len({row["id"] for row in rows if row["verdict"] != NOT_RUN})
 
     def part(verdict: str, singular: str, plural: str) -> str:
         ids = groups[verdict]
         return f"{len(ids)} {singular if len(ids) == 1 else plural}" + (f" ({', '.join(ids)})" if ids else "")
 
-    text = (f"Of {decided} claim{'s' if decided != 1 else ''} checked, {part(HELD, 'held', 'held')}, "
+    counted = (f"{decided} claim{'s' if decided != 1 else ''} checked" if claims_checked == decided
+               else f"{decided} checks ({claims_checked} claims)")
+    text = (f"Of {counted}, {part(HELD, 'held', 'held')}, "
             f"{part(CONTRADICTED, 'was contradicted', 'were contradicted')} and "
             f"{part(NOT_DECIDED, 'was not decided at this scale', 'were not decided at this scale')}.")
     if groups[NOT_RUN]:
