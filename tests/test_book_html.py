@@ -50,6 +50,16 @@ def test_no_figure_is_blank(chapter):
         assert spread > 1.0, f"{chapter}: figure {src} is blank (pixel sd {spread:.2f})"
 
 
+@pytest.mark.parametrize("chapter", ["intro", *runner.chapters(ROOT)])
+def test_markdown_tables_render_as_tables(chapter):
+    """A Markdown table, written in a cell or output by one (the claims tables), is an HTML table,
+    never its source text left in a paragraph (its rule "| --- |", which Sphinx's smart quotes turn
+    into "| — |")."""
+    html = (Path(HTML) / "book" / f"{chapter}.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert not re.search(r"\|\s*(?:---+|—|–)\s*\|", text), f"{chapter}: a Markdown table left as text"
+
+
 def test_math_is_served_with_the_book():
     """MathJax comes from the book's own folder, not from a CDN, so math renders offline."""
     for page in (Path(HTML) / "book").glob("*.html"):
