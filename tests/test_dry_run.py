@@ -253,6 +253,19 @@ def test_the_runner_reports_a_chapters_dry_run(tmp_path, capsys):
     assert runner.dry_run_summary(tmp_path, "born_again") is None
 
 
+def test_a_chapters_dry_run_reports_at_the_default_steps(tmp_path, monkeypatch, capsys):
+    """run_chapter's dry-run path end to end, papermill replaced by a copy of the notebook (its
+    own argument ``dry_run`` once shadowed the module there, and only a real dry run noticed)."""
+    import shutil
+
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda src, target, **_: shutil.copy(src, target))
+    runner.run_chapter(runner.find_root(), "fsp", "full", {}, tmp_path, dry_run=True)
+    assert "fit calls, 0 steps (at most 2 each)" in capsys.readouterr().out
+    assert runner.dry_run_summary(tmp_path, "fsp")["fits"] == 0
+
+
 def test_history_padding_keeps_an_empty_history_empty():
     history = History()
     dry_run.Cut().finish(history, 5, "nothing ran", train=[])

@@ -127,7 +127,7 @@ def run_chapter(
             progress_bar=False,
         )
     if dry_run:
-        _report_dry_run(out, chapter, time.perf_counter() - started, steps or dry_run.STEPS_PER_EPOCH)
+        _report_dry_run(out, chapter, time.perf_counter() - started, steps)
     notebook = nbformat.read(target, as_version=4)
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
@@ -187,8 +187,9 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def _report_dry_run(
-    out: Path, chapter: str, seconds: float, steps: int = dry_run.STEPS_PER_EPOCH
+    out: Path, chapter: str, seconds: float, steps: int | None = None
 ) -> dry_run.Summary:
+    steps = dry_run.STEPS_PER_EPOCH if steps is None else steps
     summary = dry_run.summary(Path(out) / f"{chapter}.dry-run.jsonl")
     record = {"chapter": chapter, "wall_seconds": seconds, **summary.to_dict()}
     (Path(out) / f"{chapter}.dry-run.json").write_text(json.dumps(record, indent=1) + "\n")
