@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, features, runtime
+from kdlab import _checks, features, metrics, runtime
 from kdlab import cache as kd_cache
+from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.features import fsp_distance, fsp_matrix
 from kdlab.methods.common import ModelOrFactory, Plan, Result, as_factory, recipe, train_model
@@ -110,6 +111,24 @@ def objective(pairs: Pairs = FSP_PAIRS, weights: Sequence[float] | None = None) 
     return flow
 
 
+def with_teacher(
+    teacher: nn.Module, objective_: Objective, teacher_pairs: Pairs = FSP_PAIRS
+) -> Objective:
+    """An objective on batches ``(x,)`` that computes the teacher's FSP matrices on each batch (eval
+    mode, under ``torch.inference_mode()``) and hands ``(x, G_1^T, ..., G_n^T)`` to ``objective_``:
+    for augmented inputs, where matrices computed once for the training set would be stale."""
+    teacher_pairs = [tuple(pair) for pair in teacher_pairs]
+
+    def flow(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        x = batch[0]
+        with metrics.eval_mode(teacher), torch.inference_mode():
+            found = fsp_matrices(teacher, x, teacher_pairs)
+        # Inference tensors cannot be saved for backward; clones outside the mode are ordinary ones.
+        return objective_(model, (x, *[g.float().clone() for g in found]))
+
+    return flow
+
+
 @recipe("fsp-stage", factories=("student",))
 def fsp_stage(
     student: ModelOrFactory,
@@ -123,6 +142,7 @@ def fsp_stage(
     lr: float = 1e-3,
     batch_size: int = 128,
     seed: int = 0,
+    augment: Augment | None = None,
     device: str | torch.device | None = None,
     cache: bool = False,
     progress: bool | None = None,
@@ -134,7 +154,11 @@ def fsp_stage(
     layers of each section in the student, ``teacher_pairs`` those of the teacher (default: the
     same names, as for two :func:`kdlab.models.resnet` nets); ``weights`` are the lambda_i
     (default all 1, as the paper). Adam over all the student's parameters (only those below the
-    last pair get a gradient; the classifier keeps its initial weights). With ``cache``, trained
+    last pair get a gradient; the classifier keeps its initial weights). Without ``augment`` the
+    teacher's matrices are computed once for the training set (:func:`teacher_matrices`); with
+    one (:mod:`kdlab.augment`, e.g. :data:`kdlab.augment.CIFAR`, as the CIFAR-100 benchmark's
+    stage 1 trains on its augmented batches) every batch's inputs are shifted and flipped on the
+    device and the teacher runs on each batch (:func:`with_teacher`). With ``cache``, trained
     once per key (:func:`kdlab.methods.common.recipe`). Returns the student and the History
     (``loss``: the epoch mean of the FSP loss).
     """
@@ -147,9 +171,14 @@ def fsp_stage(
         raise ValueError(
             f"teacher_pairs must hold one pair per student pair ({len(pairs)}), got {len(teacher_pairs)}"
         )
+    if augment is not None and not isinstance(augment, Augment):
+        raise TypeError(f"augment must be a kdlab.augment.Augment or None, got {type(augment).__name__}")
     teacher = teacher.to(where)
     x = train.x.to(where)
-    targets = teacher_matrices(teacher, x, teacher_pairs)
+    if augment is None:
+        targets = teacher_matrices(teacher, x, teacher_pairs)
+    else:
+        check_pairs(teacher, teacher_pairs, x[:2], "teacher")
 
     def build() -> nn.Module:
         net = make().to(where)
@@ -157,11 +186,13 @@ def fsp_stage(
         return net
 
     def run(net: nn.Module) -> History:
-        loader = TensorLoader(x, *targets, batch_size=batch_size, seed=seed, device=where)
-        return fit(
-            net, loader, objective(pairs, weights), epochs=epochs, lr=lr, device=where, progress=progress,
-            desc=desc,
-        )
+        if augment is None:
+            loader = TensorLoader(x, *targets, batch_size=batch_size, seed=seed, device=where)
+            step = objective(pairs, weights)
+        else:
+            loader = TensorLoader(x, batch_size=batch_size, seed=seed, device=where, augment=augment)
+            step = with_teacher(teacher, objective(pairs, weights), teacher_pairs)
+        return fit(net, loader, step, epochs=epochs, lr=lr, device=where, progress=progress, desc=desc)
 
     return Plan(build, run, lambda net, history: Result(net, history, {"FSP stage": history}))
 
