@@ -11,7 +11,7 @@ then cached outputs would be stale, so the teacher runs on each batch, in eval m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,55 @@ from kdlab.train import Objective
 
 Data = Tensors | tuple[Tensor, Tensor] | tuple[np.ndarray, np.ndarray] | Dataset | DataLoader
 Batches = Iterable[tuple[Tensor, ...]]
+
+
+def logits_of(output: Any, select: Callable[[Any], Tensor] | None = None) -> Tensor:
+    """The logits in a model's ``output``: ``select(output)`` when given; else ``output`` itself
+    when it is a tensor; its ``logits`` (a Hugging Face ``ModelOutput``, or a mapping with a
+    ``"logits"`` key); or the first tensor of a tuple or list (models that return ``(logits,
+    features)``). Anything else is a ``TypeError`` that says what to pass."""
+    found = select(output) if select is not None else output
+    if select is None and not isinstance(found, Tensor):
+        if isinstance(found, Mapping) and "logits" in found:
+            found = found["logits"]
+        elif not isinstance(found, Mapping) and isinstance(getattr(found, "logits", None), Tensor):
+            found = found.logits
+        elif isinstance(found, (tuple, list)):
+            found = next((item for item in found if isinstance(item, Tensor)), found)
+    if not isinstance(found, Tensor):
+        what = "output selector" if select is not None else "model"
+        raise TypeError(
+            f"the {what} must give the logits as a tensor (batch, classes), got {type(found).__name__}; "
+            "a model returning a dict or ModelOutput needs a 'logits' entry, a tuple a tensor first, or pass "
+            "output=<a function from the model's output to its logits>"
+        )
+    return found
+
+
+def _logits_hook(select: Callable[[Any], Tensor] | None) -> Callable[..., Tensor]:
+    def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
+        return logits_of(output, select)
+
+    hook.kdlab_logits = True  # type: ignore[attr-defined]
+    return hook
+
+
+def select_logits(model: nn.Module, select: Callable[[Any], Tensor] | None = None) -> nn.Module:
+    """Make ``model`` return :func:`logits_of` its output, through a forward hook, so kdlab's
+    recipes see a tensor of logits from a model that returns a ``ModelOutput``, a dict or a tuple
+    (Hugging Face transformers, timm's feature models); its layers keep their names, so hints and
+    FSP pairs still name the model's own layers. Returns ``model``; :func:`restore_output` undoes it."""
+    if not any(getattr(h, "kdlab_logits", False) for h in model._forward_hooks.values()):
+        model.register_forward_hook(_logits_hook(select))
+    return model
+
+
+def restore_output(model: nn.Module) -> nn.Module:
+    """Remove the hook of :func:`select_logits` from ``model``: it returns its own outputs again."""
+    for key, hook in list(model._forward_hooks.items()):
+        if getattr(hook, "kdlab_logits", False):
+            del model._forward_hooks[key]
+    return model
 
 
 def as_tensors(data: Any, name: str = "train") -> Tensors | None:

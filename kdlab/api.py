@@ -103,6 +103,7 @@ def distill(
     train: adapters.Data,
     test: adapters.Data | None = None,
     method: str = "hinton",
+    output: Callable[[Any], Tensor] | None = None,
     **knobs: Any,
 ) -> Result:
     """Train ``student`` from ``teacher`` on ``train`` with ``method``; returns the
@@ -161,6 +162,12 @@ def distill(
     as it was exported (:class:`kdlab.adapters.ExportedModule`); ``train``/``test`` may also be an
     ``(x, y)`` pair of NumPy arrays.
 
+    Models that return more than logits (a Hugging Face ``ModelOutput`` or dict with ``logits``, a
+    tuple with the logits first) work as they are: kdlab reads their logits
+    (:func:`kdlab.adapters.logits_of`), or ``output(model_output)`` when ``output`` is given, through
+    a forward hook that leaves layer names unchanged. The teacher passed is restored afterwards, and
+    the student returned gives its own outputs again.
+
     Errors, all before any training: an unknown method or knob (listing the valid ones), a
     ``temperature`` that is not a finite number > 0, teacher and student with different class
     counts, a layer name the model lacks (listing close matches), labels outside ``[0, classes)``,
@@ -173,7 +180,25 @@ def distill(
     knobs = entry.resolve(knobs)
     _check_numbers(knobs)
     teacher = adapters.as_teacher(teacher)
-    make_student = as_factory(student, "student")
+    own_student = as_factory(student, "student")
+
+    def make_student() -> nn.Module:
+        return adapters.select_logits(own_student(), output)
+
+    adapters.select_logits(teacher, output)
+    try:
+        result = _distill(entry, method, teacher, make_student, train, test, knobs)
+    finally:
+        adapters.restore_output(teacher)
+    for model in result.model if isinstance(result.model, nn.ModuleList) else [result.model]:
+        adapters.restore_output(model)
+    return result
+
+
+def _distill(
+    entry: Any, method: str, teacher: nn.Module, make_student: Callable[[], nn.Module], train: adapters.Data,
+    test: adapters.Data | None, knobs: dict[str, Any],
+) -> Result:
     where = runtime.device(knobs["device"])
     knobs["device"] = where
     tensors, test_set = _prepare(train, test, where)
