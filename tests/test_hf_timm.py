@@ -1,0 +1,51 @@
+"""kdlab.distill on a Hugging Face transformers model and a timm model, built from small configs with no
+weights downloaded: the ViT returns an ImageClassifierOutput, timm's ResNet a tensor."""
+
+import pytest
+import torch
+
+import kdlab
+from kdlab import data
+
+transformers = pytest.importorskip("transformers")
+timm = pytest.importorskip("timm")
+
+
+def vit():
+    config = transformers.ViTConfig(
+        image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32, num_labels=10,
+    )
+    return transformers.ViTForImageClassification(config)
+
+
+def resnet():
+    return timm.create_model("resnet10t", pretrained=False, num_classes=10, in_chans=1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits", train_size=300, test_size=100)
+
+
+def test_a_timm_teacher_distils_into_a_transformers_student(digits):
+    torch.manual_seed(0)
+    teacher, student = resnet(), vit()
+    trained, history = kdlab.distill(teacher, student, digits.train, digits.test, epochs=1, device="cpu",
+                                     progress=False)
+    assert 0 <= history.last("test_error") <= len(digits.test)
+    out = trained(digits.test.x[:2])
+    assert type(out).__name__ == "ImageClassifierOutput" and out.logits.shape == (2, 10)
+
+
+def test_fitnets_hints_from_a_transformers_layer_into_a_timm_layer(digits):
+    torch.manual_seed(0)
+    teacher = vit()
+    _, history = kdlab.distill(teacher, resnet, digits.train, digits.test, method="fitnets",
+                               hint="vit.layers.0", guided="layer1", regressor="fc", epochs=1, device="cpu",
+                               progress=False)
+    assert "test_error" in history.keys()
+    assert type(teacher(digits.test.x[:2])).__name__ == "ImageClassifierOutput"  # the teacher as it was given
+    with pytest.raises(KeyError, match="close matches: \\['vit.layers.0'"):
+        kdlab.distill(teacher, resnet, digits.train, method="fitnets", hint="vit.encoder.layer.0",
+                      guided="layer1", epochs=1, device="cpu")
