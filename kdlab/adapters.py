@@ -220,10 +220,7 @@ def with_teacher(teacher: nn.Module, objective: Objective, classes: int, labels:
         x = batch[0]
         if labels:
             _checks.labels("train labels", batch[1], x.shape[0], classes)
-        with metrics.eval_mode(teacher.to(x.device)), torch.inference_mode():
-            teacher_logits = teacher(x).float()
-        # An inference tensor cannot be saved for backward; a clone outside the mode is an ordinary one.
-        teacher_logits = teacher_logits.clone()
+        (teacher_logits,) = metrics.frozen_outputs(teacher.to(x.device), lambda t: [t(x)])
         return objective(model, (x, batch[1], teacher_logits) if labels else (x, teacher_logits))
 
     return distil

@@ -257,8 +257,8 @@ class Cut(NoCut):
     def batches(self, train: Iterable) -> Iterator:
         import torch
 
-        batches, this_pass, taken = iter(train), 0, 0
-        while taken < steps_per_epoch():
+        batches, this_pass, taken, steps = iter(train), 0, 0, steps_per_epoch()
+        while taken < steps:
             started = time.perf_counter()
             batch = next(batches, None)
             if batch is None:

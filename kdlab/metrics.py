@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -23,6 +23,16 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+def frozen_outputs(model: nn.Module, compute: Callable[[nn.Module], Sequence[Tensor]]) -> list[Tensor]:
+    """``compute(model)``'s tensors with ``model`` in eval mode under ``torch.inference_mode()``
+    (batch-norm statistics and dropout fixed, no graph; its modes restored afterwards), as float32
+    tensors that autograd may save: clones made outside the mode (an inference tensor cannot be
+    saved for backward). For targets computed from a frozen teacher on each batch."""
+    with eval_mode(model), torch.inference_mode():
+        found = [t.float() for t in compute(model)]
+    return [t.clone() for t in found]
 
 
 @torch.inference_mode()

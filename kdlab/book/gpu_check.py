@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from kdlab import _checks, dry_run, runtime
+from kdlab import _checks, data, dry_run, runtime
 from kdlab.book import runner
 
 DEFAULT_STEPS = 20  # enough past a GPU's warm-up (cuDNN's kernel choice, the allocator) to time a step
@@ -72,7 +72,7 @@ def check(
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
         "torch": torch.__version__,
         "steps_per_epoch": steps,
-        "data": os.environ.get("KDLAB_DATA") or str(Path.home() / ".cache" / "kdlab" / "data"),
+        "data": str(data.data_dir()),
         "chapters": summaries,
         "projected_seconds": sum(s["projected_seconds"] for s in summaries),
         "speed_knobs": knobs,

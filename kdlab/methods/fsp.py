@@ -121,10 +121,8 @@ def with_teacher(
 
     def flow(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         x = batch[0]
-        with metrics.eval_mode(teacher), torch.inference_mode():
-            found = fsp_matrices(teacher, x, teacher_pairs)
-        # Inference tensors cannot be saved for backward; clones outside the mode are ordinary ones.
-        return objective_(model, (x, *[g.float().clone() for g in found]))
+        found = metrics.frozen_outputs(teacher, lambda t: fsp_matrices(t, x, teacher_pairs))
+        return objective_(model, (x, *found))
 
     return flow
 
