@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, adapters, runtime
+from kdlab import _checks, adapters, cache, runtime
 from kdlab.data import Tensors
 from kdlab.methods import registry
 from kdlab.methods.common import Result, as_factory
@@ -166,7 +166,8 @@ def distill(
     tuple with the logits first) work as they are: kdlab reads their logits
     (:func:`kdlab.adapters.logits_of`), or ``output(model_output)`` when ``output`` is given, through
     a forward hook that leaves layer names unchanged. The teacher passed is restored afterwards, and
-    the student returned gives its own outputs again.
+    the student returned gives its own outputs again. A selector is the user's code, which no cache
+    key holds: ``output`` with ``cache=True``, or with a teacher loaded from kdlab's cache, is refused.
 
     Errors, all before any training: an unknown method or knob (listing the valid ones), a
     ``temperature`` that is not a finite number > 0, teacher and student with different class
@@ -180,6 +181,16 @@ def distill(
     knobs = entry.resolve(knobs)
     _check_numbers(knobs)
     teacher = adapters.as_teacher(teacher)
+    if output is not None and knobs["cache"]:
+        raise ValueError(
+            "output=<selector> with cache=True: the cache keys only kdlab's own code, so a run with another "
+            "selector would load this run's student; leave cache off"
+        )
+    if output is not None and cache.key_of(teacher) is not None:
+        raise ValueError(
+            "output=<selector> with a teacher loaded from kdlab's cache: its logits are cached under the "
+            "teacher's key, which cannot hold your selector; pass copy.deepcopy(teacher) instead"
+        )
     own_student = as_factory(student, "student")
 
     def make_student() -> nn.Module:

@@ -104,3 +104,18 @@ def test_select_logits_keeps_layer_names_and_is_undone():
     assert isinstance(net(torch.randn(2, 64)), torch.Tensor)
     adapters.restore_output(net)
     assert isinstance(net(torch.randn(2, 64)), dict) and not net._forward_hooks
+
+
+def test_a_selector_of_the_users_own_code_is_refused_where_a_cache_key_would_miss_it(tmp_path, monkeypatch):
+    """The cache keys kdlab's code only: a user's selector cannot enter a key, so a cached run with one
+    could answer a run with another (a wrong hit); refused before any training, naming what to do."""
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path))
+    digits = data.load("digits", train_size=300, test_size=100)
+    with pytest.raises(ValueError, match="output=<selector> with cache=True.*leave cache off"):
+        kdlab.distill(DictNet(), TupleNet(), digits.train, output=lambda out: out[0], cache=True, epochs=1)
+    from kdlab.methods import train_model
+
+    teacher, _ = train_model(lambda: adapters.select_logits(DictNet()), digits.train, epochs=1, cache=True,
+                             progress=False)
+    with pytest.raises(ValueError, match=r"teacher loaded from kdlab's cache.*copy.deepcopy\(teacher\)"):
+        kdlab.distill(teacher, TupleNet(), digits.train, output=lambda out: out, epochs=1)
