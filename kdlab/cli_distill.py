@@ -12,8 +12,8 @@ is such a file too, or a call of a model factory with literal arguments: a :mod:
 factory (``mlp(sizes=(64, 32, 10))``), or a callable under ``torchvision.models``
 (``torchvision.models.resnet18(num_classes=10)``) or ``timm`` (when installed); any other name is
 refused, and no code runs but that factory. The student's initial weights are drawn with the knob
-``seed``. ``--method`` is any method of :data:`kdlab.api.METHODS` (``hinton``, ``logits``,
-``fitnets``, ``fsp``, ``tsne``, ``born_again``); ``-p NAME=VALUE`` sets its knobs
+``seed``. ``--method`` is any method of :data:`kdlab.api.METHODS` (``hinton``, ``logits``, ``dkd``,
+``dist``, ``fitnets``, ``fsp``, ``tsne``, ``born_again``); ``-p NAME=VALUE`` sets its knobs
 (:func:`kdlab.api.knobs_of` lists them with their defaults).
 
 Data (``--data``): a kdlab data set (``digits``, ``mnist``, ``cifar10``, ``cifar100``,

@@ -19,6 +19,9 @@ published number beside its own.
   SGD with Nesterov momentum 0.9, lr 0.1 divided by 10 every 60 epochs, 200 epochs, batch 64, the
   same crop and flip (weight decay 5e-4, the usual value for these ResNets; the paper does not give
   one). ResNet-32 pairs: 68.99 % alone, 71.19 % with DML (:data:`DML_TOP1`).
+- The logit losses since Hinton, on the same benchmark: DKD's knobs (:data:`DKD_CIFAR100`, its NCKD
+  weight per pair :data:`DKD_NCKD_WEIGHT`), logit standardisation's KD (:data:`LS_KD`), their top-1
+  accuracies (:data:`LOGIT_LOSSES_TOP1`), and DIST's ImageNet numbers (:data:`DIST_IMAGENET_TOP1`).
 """
 
 from __future__ import annotations
@@ -34,8 +37,13 @@ __all__ = [
     "CIFAR100_BENCHMARK_HINT_WEIGHT",
     "CIFAR100_BENCHMARK_KD",
     "CIFAR100_TOP1",
+    "DIST_IMAGENET_TOP1",
+    "DKD_NCKD_WEIGHT",
+    "DKD_CIFAR100",
     "DML_CIFAR100",
     "DML_TOP1",
+    "LS_KD",
+    "LOGIT_LOSSES_TOP1",
 ]
 
 CIFAR100_BENCHMARK: dict[str, Any] = dict(
@@ -62,3 +70,23 @@ DML_CIFAR100: dict[str, Any] = dict(
 )
 # Zhang et al. 2018, Table 1, ResNet-32 with ResNet-32 on CIFAR-100.
 DML_TOP1: dict[str, float] = dict(alone=68.99, mutual=71.19)
+
+# Zhao et al. 2022 (DKD), the authors' mdistiller configs: T = 4, alpha = 1 on TCKD, beta = 8 on NCKD (6
+# for the WRN pair), the label term's weight 1, the teacher term warmed up over the first 20 epochs.
+DKD_CIFAR100: dict[str, Any] = dict(temperature=4.0, tckd_weight=1.0, nckd_weight=8.0, warmup_epochs=20)
+DKD_NCKD_WEIGHT: dict[tuple[str, str], float] = {
+    ("resnet32x4", "resnet8x4"): 8.0, ("wrn_40_2", "wrn_16_2"): 6.0,
+}
+# Sun et al. 2024 (logit standardisation), the authors' KD command: base temperature 2, weight 9 on the
+# soft term and 0.1 on the labels, here as one weighted average (alpha = 9 / 9.1; Adam and SGD steps
+# differ from theirs only by the overall scale, which SGD's learning rate absorbs).
+LS_KD: dict[str, Any] = dict(temperature=2.0, alpha=9 / 9.1, standardize=True)
+# Top-1 (%) on CIFAR-100 (Sun et al. 2024, Table 1, which repeats Zhao et al. 2022 for KD and DKD).
+LOGIT_LOSSES_TOP1: dict[tuple[str, str], dict[str, float]] = {
+    ("resnet32x4", "resnet8x4"): dict(kd=73.33, dkd=76.32, kd_ls=76.62, dkd_ls=77.01),
+    ("wrn_40_2", "wrn_16_2"): dict(kd=74.92, dkd=76.24, kd_ls=76.11, dkd_ls=76.39),
+}
+# Huang et al. 2022 (DIST), the official release's ImageNet table (ResNet-34 teacher 73.31 %).
+DIST_IMAGENET_TOP1: dict[tuple[str, str], dict[str, float]] = {
+    ("resnet34", "resnet18"): dict(student=69.76, kd=71.21, dist=72.07),
+}

@@ -11,10 +11,11 @@ import random
 import pytest
 import torch
 
-from kdlab import data, metrics, models
+from kdlab import augment, data, metrics, models
 from kdlab.book import claims, compare, results
 from kdlab.methods.common import train_model
 from kdlab.train import History
+from tests.toys import same_weights
 
 # --- gap_closed -------------------------------------------------------------------------------
 
@@ -254,3 +255,24 @@ def test_run_seed_rejects_an_unknown_method(setting):
 def test_setting_rejects_a_bad_knob(setting):
     with pytest.raises(ValueError, match="cohort must be an integer >= 2, got 1"):
         _with(setting, cohort=1)
+
+
+def test_the_settings_optimizer_and_augmentation_reach_every_method(setting):
+    methods = [compare.ALONE, "Hinton KD", "DKD", "Hinton KD + LS"]
+    plain = compare.run_seed(setting, 0, methods)
+    for knobs in ({"augment": augment.JITTER}, {"optimizer": "sgd_momentum", "weight_decay": 5e-4}):
+        changed = compare.run_seed(_with(setting, **knobs), 0, methods)
+        for method in methods:  # every method trained afresh with the knob, none answered by the plain run
+            assert not same_weights(changed[method].student, plain[method].student), (method, knobs)
+
+
+def test_method_knobs_reach_their_method_and_bad_ones_fail_at_once(setting):
+    arms = [compare.ALONE, "DKD"]
+    plain = compare.run_seed(setting, 0, arms)
+    lighter = compare.run_seed(_with(setting, method_knobs={"dkd": {"nckd_weight": 1.0}}), 0, arms)
+    assert same_weights(lighter[compare.ALONE].student, plain[compare.ALONE].student)
+    assert not same_weights(lighter["DKD"].student, plain["DKD"].student)
+    with pytest.raises(ValueError, match="unknown knob"):
+        _with(setting, method_knobs={"dkd": {"beta": 6.0}})
+    with pytest.raises(ValueError, match="method must be one of"):
+        _with(setting, method_knobs={"crd": {}})

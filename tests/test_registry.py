@@ -25,7 +25,10 @@ LAYERS = {"fitnets": {"hint": "relu", "guided": "relu"}, "fsp": {"pairs": [("con
 
 def test_every_consumer_reads_the_registry():
     assert METHODS == tuple(name for name, m in registry.METHODS.items() if m.teacher)
-    assert compare.METHODS == (compare.ALONE, *(m.label for m in registry.METHODS.values()))
+    labels = (compare.ALONE, *(m.label for m in registry.METHODS.values()), *compare.VARIANTS)
+    assert compare.METHODS == labels
+    for name, knobs in compare.VARIANTS.values():  # a variant is a registry method with knobs it takes
+        registry.method(name).resolve(knobs)
     for name, method in registry.METHODS.items():
         assert knobs_of(name) == {**registry.TRAINING_KNOBS, **method.knobs}
         assert method.stages and method.paper and method.label
@@ -66,4 +69,4 @@ def test_mutual_runs_through_the_registry_with_and_without_the_cache():
 
 def test_an_unknown_method_lists_the_registry():
     with pytest.raises(ValueError, match="method must be one of"):
-        registry.method("dkd")
+        registry.method("crd")

@@ -17,26 +17,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab import _checks, cache, metrics, runtime
+from kdlab import _checks, cache, metrics, published, runtime
+from kdlab import train as train_module
+from kdlab.augment import Augment
 from kdlab.data import Tensors
 from kdlab.methods import fsp, registry
 from kdlab.methods.common import train_model
 from kdlab.train import History
 
-# The rows of the table: the student trained alone, then every method of the registry, by label.
+# The rows of the table: the student trained alone, every method of the registry, by label, and
+# variants of a registry method with other knobs: Hinton's KD on z-scored logits (Sun et al. 2024), and
+# its control, Hinton's KD on raw logits at the same temperature and weights.
 ALONE = "student alone"
-METHODS = (ALONE, *(m.label for m in registry.METHODS.values()))
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Hinton KD + LS": ("hinton", published.LS_KD),
+    "Hinton KD, LS's T": ("hinton", {**published.LS_KD, "standardize": False}),
+}
+METHODS = (ALONE, *(m.label for m in registry.METHODS.values()), *VARIANTS)
 
 
 @dataclass
 class Setting:
     """The common setting: data, a trained ``teacher``, the student's factory and one budget.
 
-    ``epochs``, ``lr``, ``batch_size`` and ``schedule`` are the same for every method (Adam);
+    ``epochs``, ``lr``, ``batch_size``, ``schedule``, the ``optimizer`` (Adam unless said),
+    ``weight_decay`` and ``augment`` (:mod:`kdlab.augment`; a teacher then runs on every augmented
+    batch) are the same for every method;
     two-stage methods (FitNets' hint stage, FSP's stage 1) get ``stage_epochs`` more. Method
     knobs: Hinton's ``temperature`` and ``alpha`` (also FitNets' initial alpha, annealed),
     tsneNet's ``beta`` (alpha = inf, perplexity 20), the FitNets ``hint`` / ``guided`` layers,
-    the ``fsp_pairs`` (the same layer names in both nets) and the DML ``cohort`` size. With
+    the ``fsp_pairs`` (the same layer names in both nets) and the DML ``cohort`` size; any other
+    knob of a registry method in ``method_knobs`` (``{"dkd": {"nckd_weight": 6.0}}``). With
     ``cache`` every trained student is stored and reloaded; ``cache=False`` trains every student
     afresh and stores nothing (the teacher is the caller's).
     """
@@ -48,7 +59,10 @@ class Setting:
     epochs: int
     lr: float = 1e-3
     batch_size: int = 100
-    schedule: str | None = None
+    schedule: str | train_module.Steps | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    augment: Augment | None = None
     temperature: float = registry.HINTON_TEMPERATURE
     alpha: float = registry.HINTON_ALPHA
     stage_epochs: int = 2
@@ -57,6 +71,7 @@ class Setting:
     guided: str = "conv2"
     fsp_pairs: Sequence[tuple[str, str]] = (("conv1", "conv2.1"),)
     cohort: int = 2
+    method_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cache: bool = True
     device: str | torch.device | None = None
 
@@ -69,6 +84,8 @@ class Setting:
         _checks.at_least("stage_epochs", self.stage_epochs, 1)
         _checks.in_range("beta", self.beta, 0.0, math.inf)
         _checks.at_least("cohort", self.cohort, 2)
+        for name, knobs in self.method_knobs.items():
+            registry.method(name).resolve(knobs)  # an unknown method or knob fails here, before any run
 
     def fit_knobs(self, seed: int) -> dict[str, Any]:
         """The knobs every recipe shares: ``epochs``, ``lr``, ``batch_size``, ``schedule``, ``seed``..."""
@@ -77,6 +94,9 @@ class Setting:
             lr=self.lr,
             batch_size=self.batch_size,
             schedule=self.schedule,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            augment=self.augment,
             seed=seed,
             device=self.device,
             progress=False,
@@ -153,19 +173,22 @@ def _method_knobs(setting: Setting, name: str) -> dict[str, Any]:
     return {
         "hinton": hinton,
         "logits": {},
+        "dkd": {},
+        "dist": {},
         "fitnets": {**hinton, "hint": setting.hint, "guided": setting.guided,
                     "stage_epochs": setting.stage_epochs},
         "fsp": {"pairs": setting.fsp_pairs, "stage_epochs": setting.stage_epochs},
         "tsne": {"beta": setting.beta},
         "born_again": {"generations": 1},
         "mutual": {"cohort": setting.cohort},
-    }[name]
+    }[name] | dict(setting.method_knobs.get(name, {}))
 
 
 def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> dict[str, Run]:
     """Every method of ``methods`` (labels of :data:`METHODS`) at ``seed``, each run through its
-    entry of :data:`kdlab.methods.registry.METHODS` (as :func:`kdlab.distill` runs it); FSP is left
-    out when :func:`fsp_mismatch` gives a reason. Returns ``{label: Run}``.
+    entry of :data:`kdlab.methods.registry.METHODS` (as :func:`kdlab.distill` runs it; a variant of
+    :data:`VARIANTS` with its own knobs); FSP is left out when :func:`fsp_mismatch` gives a reason.
+    Returns ``{label: Run}``.
 
     The student alone is Born-Again's generation 0 (its teacher, of the student's architecture, as
     in Furlanello et al.); the teacher's logits and features come from the cache."""
@@ -184,17 +207,20 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
 
     alone, alone_history = train_model(setting.make_student, train, desc=f"alone, seed {seed}", **training)
     add(ALONE, [alone], [alone_history])
-    for name, entry in registry.METHODS.items():
-        if entry.label not in methods or (name == "fsp" and fsp_mismatch(setting) is not None):
+    rows = [(entry.label, name, _method_knobs(setting, name)) for name, entry in registry.METHODS.items()]
+    rows += [(label, name, dict(knobs)) for label, (name, knobs) in VARIANTS.items()]
+    for label, name, method_knobs in rows:
+        if label not in methods or (name == "fsp" and fsp_mismatch(setting) is not None):
             continue
-        knobs = entry.resolve({**training, **_method_knobs(setting, name)})
+        entry = registry.METHODS[name]
+        knobs = entry.resolve({**training, **method_knobs})
         source = alone if name == "born_again" else teacher
         result = entry.run(source, setting.make_student, train, None, knobs, classes)
         histories = list(result.stages.values())  # every stage, in order
         if name == "born_again":
             histories = [alone_history, *histories]
         students = list(result.model) if isinstance(result.model, nn.ModuleList) else [result.model]
-        add(entry.label, students, histories)
+        add(label, students, histories)
     return {method: runs[method] for method in methods if method in runs}
 
 

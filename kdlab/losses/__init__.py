@@ -4,6 +4,7 @@ Each function's docstring names its paper, equation, normalisation and shapes.
 """
 
 from kdlab.losses.features import fsp_distance, fsp_loss, fsp_matrix, hint_loss
+from kdlab.losses.modern import dist_loss, dist_terms, dkd_loss, dkd_terms, standardize_logits
 from kdlab.losses.mutual import mutual_loss, mutual_terms
 from kdlab.losses.soft import (
     distillation_loss,
@@ -24,6 +25,11 @@ __all__ = [
     "distillation_terms",
     "fitnets_kd_terms",
     "logit_mse",
+    "dkd_loss",
+    "dkd_terms",
+    "dist_loss",
+    "dist_terms",
+    "standardize_logits",
     "hint_loss",
     "fsp_matrix",
     "fsp_loss",

@@ -31,12 +31,15 @@ def _check_rows(teacher_logits: Tensor, n: int) -> None:
         )
 
 
-def objective(temperature: float, alpha: float) -> Objective:
+def objective(temperature: float, alpha: float, standardize: bool = False) -> Objective:
     """Minimise :func:`kdlab.losses.distillation_loss` on batches ``(x, y, teacher_logits)``.
 
     Logs the total ``loss`` and its parts ``soft`` (T^2 KL to the teacher) and ``hard`` (label
     cross-entropy), unweighted, and ``soft_cross_entropy``: the paper's T^2 H(p_t, p_s), which is
     ``soft`` plus the teacher's (constant) entropy, logged to show why it "barely decreases".
+    ``standardize``: the soft term compares z-scored logits (:func:`kdlab.losses.standardize_logits`,
+    Sun et al. 2024), ``temperature`` being their base temperature; the label term keeps the raw
+    logits.
     """
     _checks.positive("temperature", temperature)
     _checks.in_range("alpha", alpha, 0.0, 1.0)
@@ -44,6 +47,12 @@ def objective(temperature: float, alpha: float) -> Objective:
     def distillation(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
         x, y, teacher_logits = batch[:3]
         student_logits = model(x)
+        if standardize:
+            z_student, z_teacher = (losses.standardize_logits(z) for z in (student_logits, teacher_logits))
+            soft_term = losses.soft_target_loss(z_student, z_teacher, temperature)
+            hard = torch.nn.functional.cross_entropy(student_logits.float(), y)
+            return {"loss": alpha * soft_term + (1 - alpha) * hard, "soft": soft_term.detach(),
+                    "hard": hard.detach()}
         terms = losses.distillation_terms(student_logits, teacher_logits, y, temperature, alpha)
         cross_entropy = soft.soft_target_cross_entropy(student_logits.detach(), teacher_logits, temperature)
         return {"loss": terms["loss"], "soft": terms["soft"].detach(), "hard": terms["hard"].detach(),
@@ -83,6 +92,7 @@ def distill(
     *,
     temperature: float,
     alpha: float,
+    standardize: bool = False,
     test: Tensors | None = None,
     cache: bool = False,
     **fit_knobs: Any,
@@ -90,12 +100,13 @@ def distill(
     """Train ``student`` (a factory, or a module whose copy is trained) on ``train`` with Hinton's loss
     against ``teacher``: its logits on ``train.x`` (n, classes), computed once
     (:func:`kdlab.cache.logits`), or the teacher module, run on every batch (required with
-    ``augment``; see :func:`teacher_targets`). Returns ``(student, History)``.
+    ``augment``; see :func:`teacher_targets`). Returns ``(student, History)``. ``standardize``:
+    the soft term on z-scored logits (Sun et al. 2024; see :func:`objective`).
 
     ``fit_knobs``: ``epochs``, ``lr``, ``batch_size``, ``seed``, ``optimizer``, ``schedule``,
     ``augment``, ``device``... as in :func:`kdlab.methods.common.train_model`.
     """
-    data, step = teacher_targets(teacher, (train.x, train.y), objective(temperature, alpha),
+    data, step = teacher_targets(teacher, (train.x, train.y), objective(temperature, alpha, standardize),
                                  augment=fit_knobs.get("augment"))
     return train_model(student, data, step, test=test, cache=cache, **fit_knobs)
 

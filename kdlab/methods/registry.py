@@ -21,20 +21,20 @@ from torch import nn
 
 from kdlab import _checks, adapters, cache, features, models
 from kdlab.data import Tensors
-from kdlab.methods import born_again, fitnets, fsp, hinton, mutual, tsne
+from kdlab.methods import born_again, fitnets, fsp, hinton, modern, mutual, tsne
 from kdlab.methods.common import Result, train_model
 
 # The training knobs every method takes (those of kdlab.methods.common.train_model), with defaults.
 TRAINING_KNOBS: Mapping[str, Any] = MappingProxyType({
     "epochs": 10, "lr": 1e-3, "batch_size": 128, "seed": 0, "optimizer": "adam", "weight_decay": 0.0,
     "schedule": None, "augment": None, "device": None, "progress": None, "cache": False,
-    "checkpoint": None, "resume": False, "val": None, "log": None,
+    "checkpoint": None, "resume": False, "val": None, "log": None, "tensorboard": None,
 })
 
 # The training knobs that go only to the stage that trains the returned model (the last stage of a
 # two-stage method, the last generation of Born-Again): fit's checkpoint and resume, the validation
-# split that selects the returned epoch, and the CSV log of its epochs.
-LAST_STAGE_KNOBS = ("checkpoint", "resume", "val", "log")
+# split that selects the returned epoch, and the CSV and TensorBoard logs of its epochs.
+LAST_STAGE_KNOBS = ("checkpoint", "resume", "val", "log", "tensorboard")
 
 # Hinton et al. (2015) used T = 20 on MNIST; alpha = 0.9 weights the soft term as the book's chapters do.
 HINTON_TEMPERATURE, HINTON_ALPHA = 20.0, 0.9
@@ -116,14 +116,32 @@ def _by_batch(teacher: nn.Module, objective: Any, classes: int, labels: bool = T
 
 
 def _hinton(teacher, make, data, test, knobs, classes) -> Result:
+    loss = {name: knobs[name] for name in ("temperature", "alpha", "standardize")}
     if isinstance(data, Tensors):
-        return hinton.distill(
-            make, data, _targets(teacher, data, knobs), temperature=knobs["temperature"],
-            alpha=knobs["alpha"],
-            test=test, desc="hinton", **training(knobs),
-        )
-    objective = _by_batch(teacher, hinton.objective(knobs["temperature"], knobs["alpha"]), classes)
+        return hinton.distill(make, data, _targets(teacher, data, knobs), **loss, test=test, desc="hinton",
+                              **training(knobs))
+    objective = _by_batch(teacher, hinton.objective(**loss), classes)
     return train_model(make, data, objective, test=test, desc="hinton", **training(knobs))
+
+
+def _dkd(teacher, make, data, test, knobs, classes) -> Result:
+    loss = {name: knobs[name] for name in ("temperature", "tckd_weight", "nckd_weight", "standardize")}
+    if isinstance(data, Tensors):
+        return modern.distill_dkd(make, data, _targets(teacher, data, knobs),
+                                  warmup_epochs=knobs["warmup_epochs"],
+                                  **loss, test=test, desc="dkd", **training(knobs))
+    warmup = modern.warmup_steps(knobs["warmup_epochs"], knobs["epochs"], len(data))  # fit needs len too
+    objective = _by_batch(teacher, modern.dkd_objective(**loss, warmup=warmup), classes)
+    return train_model(make, data, objective, test=test, desc="dkd", **training(knobs))
+
+
+def _dist(teacher, make, data, test, knobs, classes) -> Result:
+    loss = {name: knobs[name] for name in ("temperature", "inter_weight", "intra_weight")}
+    if isinstance(data, Tensors):
+        return modern.distill_dist(make, data, _targets(teacher, data, knobs), **loss, test=test, desc="dist",
+                                   **training(knobs))
+    objective = _by_batch(teacher, modern.dist_objective(**loss), classes)
+    return train_model(make, data, objective, test=test, desc="dist", **training(knobs))
 
 
 def _logits(teacher, make, data, test, knobs, classes) -> Result:
@@ -251,12 +269,29 @@ def _mutual(_teacher, make, data, test, knobs, classes) -> Result:
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("hinton", "Hinton KD", "Hinton, Vinyals & Dean (2015)", ("training",),
-           MappingProxyType({"temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA}), _hinton,
-           transfers="outputs: the teacher's class probabilities softened at a temperature T, and the labels",
+           MappingProxyType({"temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA, "standardize": False}),
+           _hinton,
+           transfers="outputs: the teacher's class probabilities softened at a temperature T, and the labels "
+                     "(standardize=True: of z-scored logits, Sun et al. 2024)",
            needs="a teacher's logits on the training inputs; any two architectures"),
     Method("logits", "logit regression", "Ba & Caruana (2014)", ("training",), MappingProxyType({}), _logits,
            transfers="outputs: the teacher's logits, regressed with a squared error; no labels",
            needs="a teacher's logits; unlabelled inputs suffice"),
+    # The CIFAR-100 benchmark's DKD (T = 4, the paper's alpha = 1 and beta = 8 on TCKD and NCKD) with the
+    # label term's weight 1; the warm-up is the authors' 20 of 240 epochs as a fraction (warmup_epochs=None).
+    Method("dkd", "DKD", "Zhao, Cui, Song, Qiu & Liang (2022)", ("training",),
+           MappingProxyType({"temperature": 4.0, "tckd_weight": 1.0, "nckd_weight": 8.0,
+                             "warmup_epochs": None, "standardize": False}),
+           _dkd,
+           transfers="outputs, decoupled: the teacher's target-class confidence (TCKD) and its distribution "
+                     "over the other classes (NCKD), each with its own weight, and the labels",
+           needs="a teacher's logits and the labels; any two architectures"),
+    # DIST's official loss: T = 1, the paper's beta = gamma = 1 on the two relations, the labels' weight 1.
+    Method("dist", "DIST", "Huang, You, Wang, Qian & Xu (2022)", ("training",),
+           MappingProxyType({"temperature": 1.0, "inter_weight": 1.0, "intra_weight": 1.0}), _dist,
+           transfers="outputs, as correlations: how the teacher's probabilities co-vary over the classes of "
+                     "an example and over the examples of a class, and the labels",
+           needs="a teacher's logits and the labels; batches of two or more"),
     Method("fitnets", "FitNets", "Romero et al. (2015)", ("hint stage", "KD"),
            MappingProxyType({"hint": None, "guided": None, "stage_epochs": None,
                              "temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA, "anneal": True,
