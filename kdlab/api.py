@@ -120,9 +120,9 @@ def distill(
     Methods and their knobs, as :data:`kdlab.methods.registry.METHODS` lists them (each method's
     knobs with the training knobs ``epochs``, ``lr``,
     ``batch_size``, ``seed``, ``optimizer``, ``weight_decay``, ``schedule``, ``device``,
-    ``progress``, ``cache``, and ``checkpoint``, ``resume``, ``val``, ``log``, which go only to
-    the stage that trains the returned model, e.g. FitNets' KD stage, FSP's training stage,
-    Born-Again's last generation; ``tsne`` does not take them yet):
+    ``progress``, ``cache``, and ``checkpoint``, ``resume``, ``val``, ``log``, ``tensorboard``, which
+    go only to the stage that trains the returned model, e.g. FitNets' KD stage, FSP's training
+    stage, Born-Again's last generation; ``tsne`` does not take them yet):
 
     - ``checkpoint`` (a path) and ``resume=True``: :func:`kdlab.train.fit`'s; a run killed and
       resumed gives the same student as an unbroken one (bitwise on CPU). Not in the cache key.
@@ -131,10 +131,18 @@ def distill(
       the fewest val errors are returned; ``history.best_epoch`` names it and ``history.best(key)``
       reads that epoch's numbers, beside ``history.last(key)`` (the last epoch's). In the cache key.
     - ``log`` (a CSV path): one row per epoch, the History's keys, appended as each finishes.
+    - ``tensorboard`` (a folder): the same rows as TensorBoard scalars, step = epoch (needs the
+      ``tensorboard`` package, the extra ``kdlab[tensorboard]``). Neither log is in the cache key.
 
     - ``"hinton"``: Hinton, Vinyals & Dean (2015), eq. 2's soft targets,
       ``alpha * T^2 KL(p_t^T || p_s^T) + (1 - alpha) CE(y, p_s)``
-      (:func:`kdlab.methods.hinton.distill`); ``temperature``, ``alpha``.
+      (:func:`kdlab.methods.hinton.distill`); ``temperature``, ``alpha``, and ``standardize``: the
+      soft term on z-scored logits (Sun et al. 2024, :func:`kdlab.losses.standardize_logits`).
+    - ``"dkd"``: Zhao et al. (2022), decoupled KD: the labels plus ``tckd_weight`` * TCKD +
+      ``nckd_weight`` * NCKD at ``temperature``, warmed up over ``warmup_epochs`` (default 1/12 of
+      the epochs), ``standardize`` as above (:func:`kdlab.methods.modern.distill_dkd`).
+    - ``"dist"``: Huang et al. (2022), DIST: the labels plus ``inter_weight`` and ``intra_weight``
+      times the inter- and intra-class correlation losses (:func:`kdlab.methods.modern.distill_dist`).
     - ``"logits"``: Ba & Caruana (2014), regression of the teacher's logits, no labels
       (:func:`kdlab.methods.hinton.mimic` with ``loss="mse"``).
     - ``"fitnets"``: Romero et al. (2015): the student up to layer ``guided`` learns the teacher's

@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import copy
-import csv
 import itertools
 import math
 import os
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from kdlab import _checks, _io, distributed, dry_run, metrics, runtime
+from kdlab import _checks, _io, distributed, dry_run, loggers, metrics, runtime
 from kdlab.data import TensorLoader, Tensors
 
 Terms = Mapping[str, Tensor]
@@ -253,6 +252,7 @@ def fit(
     after_step: Callable[[nn.Module], None] | None = None,
     val: Tensors | tuple[Tensor, Tensor] | None = None,
     log: str | os.PathLike | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs over ``train``, minimising ``objective``.
 
@@ -277,6 +277,8 @@ def fit(
       The selection looks at ``val`` only, never at ``test``.
     - ``log`` (a CSV path): each epoch's row is appended as it finishes (header from the first
       row); a fresh run starts the file anew, a resumed one rewrites the rows it restored.
+      ``tensorboard`` (a folder): each epoch's row as TensorBoard scalars, step = epoch (needs the
+      ``tensorboard`` package; without it, an error before any training; :mod:`kdlab.loggers`).
     - A non-finite term stops the run with ``FloatingPointError`` naming the epoch and the term;
       the checkpoint of the last good epoch is kept.
     - On CUDA with ``amp``, the objective runs under bf16 autocast.
@@ -307,7 +309,8 @@ def fit(
     if resume and path is not None and path.exists():
         start_epoch = _restore(path, model, optimizer, scheduler, train, history, where, best)
     if log is not None and ctx.is_main:
-        _write_log(Path(log), history.epochs)
+        loggers.write_csv(Path(log), history.epochs)
+    board = loggers.TensorBoard(tensorboard) if tensorboard is not None and ctx.is_main else None
     step = _Step(trained, model, optimizer, _autocast(where, amp), ctx, after_step)
     cut = dry_run.cut()  # every epoch and batch, unless this is a dry run
     bar = tqdm(
@@ -340,11 +343,15 @@ def fit(
             if path is not None and ctx.is_main:
                 _save(path, model, optimizer, scheduler, train, history, epoch + 1, best)
             if log is not None and ctx.is_main:
-                _write_log(Path(log), [row], append=True)
+                loggers.write_csv(Path(log), [row], append=True)
+            if board is not None:
+                board.write([row])
             distributed.barrier(ctx)
         cut.finish(history, epochs, desc, train, model, objective)
     finally:
         bar.close()
+        if board is not None:
+            board.close()
     if validate is not None and best.state is not None:
         model.load_state_dict(best.state)
         history.best_epoch = best.epoch
@@ -362,20 +369,6 @@ class _Best:
     def offer(self, epoch: int, error: float, model: nn.Module) -> None:
         if error < self.error:
             self.epoch, self.error, self.state = epoch, error, copy.deepcopy(model.state_dict())
-
-
-def _write_log(path: Path, rows: list[dict[str, float]], append: bool = False) -> None:
-    """Write ``rows`` to the CSV at ``path`` (anew, or appended), the header from the first row."""
-    if not append or not path.exists():
-        path.write_text("")
-    with path.open(newline="") as file:
-        header = file.readline()
-    fields = next(csv.reader([header])) if header else list(rows[0]) if rows else []
-    with path.open("a", newline="") as file:
-        writer = csv.DictWriter(file, fields, restval="", extrasaction="ignore")
-        if not header and rows:
-            writer.writeheader()
-        writer.writerows(rows)
 
 
 def _place(train: object, ctx: distributed.Context, where: torch.device) -> None:

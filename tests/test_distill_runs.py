@@ -1,4 +1,5 @@
-"""kdlab.distill's run knobs: checkpoint and resume, a val split selecting the returned epoch, a CSV log."""
+"""kdlab.distill's run knobs: checkpoint and resume, a val split selecting the returned epoch, a CSV log,
+TensorBoard events."""
 
 import csv
 import math
@@ -116,7 +117,37 @@ def test_the_csv_log_has_one_row_per_epoch_with_the_history_keys(parts, tmp_path
     assert [float(r["val_error"]) for r in rows] == history["val_error"]
 
 
-def test_val_is_in_the_cache_key_and_checkpoint_and_log_are_not(parts, tmp_path, monkeypatch):
+def test_tensorboard_events_hold_every_epochs_row(parts, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    teacher, tr, val, test = parts
+    _, history = kdlab.distill(teacher, student, tr, test, val=val, tensorboard=tmp_path / "tb", **KNOBS)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == set(history.keys()) - {"epoch"}
+    for name in ("loss", "soft", "val_error", "test_error"):
+        scalars = events.Scalars(name)
+        assert [s.step for s in scalars] == list(range(1, KNOBS["epochs"] + 1))
+        assert [s.value for s in scalars] == pytest.approx(history[name], rel=1e-6)
+
+
+def test_tensorboard_without_the_package_fails_before_training(parts, tmp_path, monkeypatch):
+    from kdlab import loggers
+
+    real = loggers.importlib.util.find_spec
+
+    def without_tensorboard(name):
+        return None if name == "tensorboard" else real(name)
+
+    monkeypatch.setattr(loggers.importlib.util, "find_spec", without_tensorboard)
+    trained = []
+    monkeypatch.setattr(train._Step, "run", lambda *args: trained.append(1))
+    with pytest.raises(ImportError, match=r"kdlab\[tensorboard\]"):
+        kdlab.distill(parts[0], student, parts[1], parts[3], tensorboard=tmp_path / "tb", **KNOBS)
+    assert not trained and not (tmp_path / "tb").exists()
+
+
+def test_val_is_in_the_cache_key_and_checkpoint_and_the_logs_are_not(parts, tmp_path, monkeypatch):
     teacher, tr, val, test = parts
     folder = tmp_path / "kd-cache"
     monkeypatch.setenv("KDLAB_CACHE", str(folder))
@@ -124,7 +155,8 @@ def test_val_is_in_the_cache_key_and_checkpoint_and_log_are_not(parts, tmp_path,
     kdlab.distill(teacher, student, tr, test, val=val, **knobs)
     kdlab.distill(teacher, student, tr, test, val=val.subset(100), **knobs)
     kdlab.distill(
-        teacher, student, tr, test, val=val, log=tmp_path / "l.csv", checkpoint=tmp_path / "c.pt", **knobs
+        teacher, student, tr, test, val=val, log=tmp_path / "l.csv", checkpoint=tmp_path / "c.pt",
+        tensorboard=tmp_path / "tb", **knobs
     )
     assert len(list(folder.rglob("*.pt"))) == 2
 

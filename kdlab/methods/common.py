@@ -163,7 +163,7 @@ def recipe(
     return decorate
 
 
-@recipe("model", factories=("model",), not_keyed=("checkpoint", "resume", "log"))
+@recipe("model", factories=("model",), not_keyed=("checkpoint", "resume", "log", "tensorboard"))
 def train_model(
     model: ModelOrFactory,
     data: Tensors | tuple[Tensor, ...] | Iterable[tuple[Tensor, ...]],
@@ -186,6 +186,7 @@ def train_model(
     resume: bool = False,
     val: Tensors | tuple[Tensor, Tensor] | None = None,
     log: str | os.PathLike | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> Plan:
     """Seed with ``seed``, build ``model`` (a factory, or a module whose copy is trained) and
     :func:`~kdlab.train.fit` it on ``data`` with ``objective``; returns the :class:`Result`
@@ -199,10 +200,10 @@ def train_model(
     projected after every step. With ``cache`` the result is trained once per key (:func:`recipe`).
 
     ``checkpoint``/``resume`` (:func:`~kdlab.train.fit`'s: a resumed run equals an unbroken one, so
-    they are not keyed), ``log`` (a CSV of the epochs' rows, not keyed; a cache hit trains nothing
-    and writes none) and ``val`` (a validation split: the weights of the epoch with the fewest val
-    errors are returned, ``History.best_epoch`` names it; keyed, as it changes the result) go to
-    :func:`~kdlab.train.fit`.
+    they are not keyed), ``log`` (a CSV of the epochs' rows), ``tensorboard`` (a folder of
+    TensorBoard events; neither log is keyed: a cache hit trains nothing and writes none) and
+    ``val`` (a validation split: the weights of the epoch with the fewest val errors are returned,
+    ``History.best_epoch`` names it; keyed, as it changes the result) go to :func:`~kdlab.train.fit`.
     """
     make = as_factory(model, "model")
     where = runtime.device(device)
@@ -230,7 +231,7 @@ def train_model(
         return train.fit(
             net, loader, objective, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
             schedule=schedule, test=test, device=where, after_step=models.constrain_, progress=progress,
-            desc=desc, checkpoint=checkpoint, resume=resume, val=val, log=log,
+            desc=desc, checkpoint=checkpoint, resume=resume, val=val, log=log, tensorboard=tensorboard,
         )
 
     return Plan(make, run)
