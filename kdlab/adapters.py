@@ -125,7 +125,7 @@ def materialize(data: Data, name: str = "test") -> Tensors:
     batches = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256)
     xs, ys = [], []
     for k, batch in enumerate(batches):
-        check_batch(batch, name, k)
+        batch = as_pair(batch, name, k)
         xs.append(torch.as_tensor(batch[0]))
         ys.append(torch.as_tensor(batch[1]))
     if not xs:
@@ -133,17 +133,46 @@ def materialize(data: Data, name: str = "test") -> Tensors:
     return Tensors(torch.cat(xs), torch.cat(ys))
 
 
-def check_batch(batch: Any, name: str, k: int) -> None:
-    """Require a batch ``(x, y, ...)`` (a tuple or list), naming ``name`` and the batch index ``k``;
-    a dict batch (``{"image": ..., "label": ...}``) is refused with what kdlab reads instead."""
+# The keys of a dict batch (Hugging Face datasets and collators, torchvision-style dicts) that kdlab reads:
+# the one input tensor the models take, and the labels. A key of NEUTRAL is dropped when its value is
+# what the model assumes without it (an attention mask of ones, token types of zeros).
+INPUT_KEYS = ("pixel_values", "input_ids", "inputs", "input", "images", "image", "x")
+LABEL_KEYS = ("labels", "label", "targets", "target", "y")
+NEUTRAL = {"attention_mask": 1, "token_type_ids": 0}
+
+
+def as_pair(batch: Any, name: str, k: int) -> tuple[Any, ...]:
+    """Batch ``k`` of ``name`` as a tuple ``(x, y, ...)``: a tuple or list as it is, a dict batch
+    (``{"pixel_values": x, "labels": y}``, ``{"input_ids": ..., "attention_mask": ..., "labels": ...}``)
+    as ``(x, y)`` from its one key of :data:`INPUT_KEYS` and one of :data:`LABEL_KEYS`.
+
+    kdlab calls a model with one input tensor (``model(x)``), so a dict may hold besides those only
+    the keys of :data:`NEUTRAL` at their neutral value (no padding, one segment), which are dropped;
+    a padded batch or any other key is a ``TypeError`` naming the key and saying what to do."""
     if isinstance(batch, Mapping):
-        raise TypeError(
-            f"{name} must yield (x, y) batches (a tuple or list: inputs, then labels); batch {k} is a dict "
-            f"with keys {sorted(map(str, batch))}: kdlab does not read dict batches yet, so return (x, y) "
-            "from the Dataset's __getitem__"
-        )
+        keys = sorted(map(str, batch))
+        inputs = [key for key in INPUT_KEYS if key in batch]
+        labels = [key for key in LABEL_KEYS if key in batch]
+        if len(inputs) != 1 or len(labels) != 1:
+            raise TypeError(
+                f"{name} batch {k} is a dict with keys {keys}: kdlab reads a dict batch with one input key "
+                f"of {list(INPUT_KEYS)} and one label key of {list(LABEL_KEYS)}, or (x, y) batches (a "
+                "tuple: inputs, then labels)"
+            )
+        for key in sorted(set(batch) - {inputs[0], labels[0]}, key=str):
+            neutral = NEUTRAL.get(str(key))
+            if neutral is None or not bool((torch.as_tensor(batch[key]) == neutral).all()):
+                what = (f"a {key} that is not all {neutral} (a padded batch)" if neutral is not None
+                        else f"the key {key!r}")
+                raise TypeError(
+                    f"{name} batch {k} holds {what}: kdlab calls the models with one input tensor, "
+                    f"model({inputs[0]}), so it can only drop {sorted(NEUTRAL)} at their neutral values; "
+                    "batch examples of one length (no padding), or wrap the model to take the extra input"
+                )
+        return (batch[inputs[0]], batch[labels[0]])
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(f"{name} must yield (x, y) batches, batch {k} is a {type(batch).__name__}")
+    return tuple(batch)
 
 
 def check_tensors(tensors: Tensors, name: str) -> Tensors:
@@ -202,7 +231,7 @@ def first_batch(data: Tensors | DataLoader | Dataset) -> tuple[Tensor, Tensor]:
     batch = next(iter(loader), None)
     if batch is None:
         raise ValueError("train holds no examples")
-    check_batch(batch, "train", 0)
+    batch = as_pair(batch, "train", 0)
     return torch.as_tensor(batch[0])[:2], torch.as_tensor(batch[1])[:2]
 
 
@@ -228,8 +257,9 @@ def with_teacher(teacher: nn.Module, objective: Objective, classes: int, labels:
 
 class CheckedBatches:
     """A loader whose batches are checked as they arrive (a loader is never read whole): each is an
-    ``(x, y, ...)`` tuple (not a dict), its ``x`` holds no NaN or infinity (``train batch 3: x holds 2
-    NaN/inf values at rows [0, 5] of the batch``) and its labels lie in ``[0, classes)``. Its length
+    ``(x, y, ...)`` tuple, or a dict batch read as ``(x, y)`` (:func:`as_pair`), its ``x`` holds no
+    NaN or infinity (``train batch 3: x holds 2 NaN/inf values at rows [0, 5] of the batch``) and its
+    labels lie in ``[0, classes)``. Its length
     is the loader's."""
 
     def __init__(self, loader: Iterable[tuple[Tensor, ...]], classes: int, name: str = "train") -> None:
@@ -242,7 +272,7 @@ class CheckedBatches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         for k, batch in enumerate(self.loader):
-            check_batch(batch, self.name, k)
+            batch = as_pair(batch, self.name, k)
             x = torch.as_tensor(batch[0])
             _checks.finite_rows(f"{self.name} batch {k}: x", x, within=" of the batch")
             _checks.labels(f"{self.name} labels", batch[1], x.shape[0], self.classes)

@@ -182,7 +182,9 @@ def distill(
     counts, a layer name the model lacks (listing close matches), labels outside ``[0, classes)``,
     an empty ``train`` or ``test``, NaN or infinite inputs (naming the rows; a loader's batches
     are checked as they arrive), uint8 inputs (convert with ``.float() / 255``), inputs of another
-    floating dtype than the models' parameters, dict batches (kdlab reads ``(x, y)`` batches).
+    floating dtype than the models' parameters, a dict batch without one input key and one label
+    key (``pixel_values``/``input_ids``... and ``labels``), or with a padded ``attention_mask`` or
+    another key (kdlab calls a model with one input tensor; :func:`kdlab.adapters.as_pair`).
     """
     _checks.choice("method", method, METHODS)
     entry = registry.method(method)

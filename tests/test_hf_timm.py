@@ -49,3 +49,34 @@ def test_fitnets_hints_from_a_transformers_layer_into_a_timm_layer(digits):
     with pytest.raises(KeyError, match="close matches: \\['vit.layers.0'"):
         kdlab.distill(teacher, resnet, digits.train, method="fitnets", hint="vit.encoder.layer.0",
                       guided="layer1", epochs=1, device="cpu")
+
+
+def bert(layers: int, hidden: int):
+    config = transformers.BertConfig(
+        vocab_size=20, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=16, num_labels=2,
+    )
+    return transformers.BertForSequenceClassification(config)
+
+
+def test_dict_batches_as_hugging_face_gives_them_images_and_text(digits):
+    from torch.utils.data import DataLoader
+
+    images = [{"pixel_values": x, "labels": y} for x, y in zip(*digits.train.tensors, strict=True)]
+    torch.manual_seed(0)
+    _, history = kdlab.distill(resnet(), vit(), DataLoader(images, batch_size=50), digits.test, epochs=1,
+                               device="cpu", progress=False)
+    assert 0 <= history.last("test_error") <= len(digits.test)
+    # Text: token ids, an attention mask of ones (no padding), a label: does token 7 occur?
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 20, (200, 12), generator=generator)
+    labels = (tokens == 7).any(dim=1).long()
+    texts = [{"input_ids": t, "attention_mask": torch.ones(12, dtype=torch.long), "labels": y}
+             for t, y in zip(tokens, labels, strict=True)]
+    teacher, _ = kdlab.methods.train_model(lambda: kdlab.adapters.select_logits(bert(2, 16)),
+                                           (tokens, labels), epochs=2, lr=1e-3, device="cpu", progress=False)
+    student, history = kdlab.distill(teacher, bert(1, 8), DataLoader(texts, batch_size=20),
+                                     DataLoader(texts[:60], batch_size=20), epochs=1, device="cpu",
+                                     progress=False)
+    assert 0 <= history.last("test_error") <= 60
+    assert type(student(tokens[:2])).__name__ == "SequenceClassifierOutput"

@@ -169,21 +169,35 @@ def test_numpy_arrays_are_accepted_as_train_and_test():
 
 
 class Dicts(Dataset):
+    def __init__(self, **extra) -> None:
+        self.extra = extra
+
     def __len__(self) -> int:
         return 8
 
     def __getitem__(self, i):
-        return {"image": torch.zeros(1, 4, 4), "label": i % 3}
+        return {"image": torch.randn(1, 4, 4), "label": i % 3, **self.extra}
 
 
-def test_dict_batches_say_kdlab_needs_x_y_batches():
+def test_dict_batches_are_read_by_their_input_and_label_keys():
     for train in (Dicts(), DataLoader(Dicts(), batch_size=4)):
-        with pytest.raises(TypeError, match=r"\(x, y\) batches.*dict.*'image', 'label'"):
-            distill(net(), net, train, **FIT)
-        with pytest.raises(TypeError, match=r"\(x, y\) batches.*dict"):
-            mutual([net, net], train, **FIT)
-    with pytest.raises(TypeError, match=r"test must yield \(x, y\) batches.*dict"):
-        distill(net(), net, toy(), Dicts(), **FIT)
+        _, history = distill(net(), net, train, Dicts(), **FIT)
+        assert len(history) == 1 and "test_error" in history.keys()
+        cohort, _ = mutual([net, net], train, **FIT)
+        assert len(cohort) == 2
+
+
+def test_dict_batches_kdlab_cannot_read_name_the_key_and_the_fix():
+    no_label = DataLoader([{"image": torch.zeros(1, 4, 4), "class": 0}] * 4, batch_size=2)
+    with pytest.raises(TypeError, match=r"keys \['class', 'image'\].*one label key"):
+        distill(net(), net, no_label, **FIT)
+    with pytest.raises(TypeError, match=r"the key 'mask'.*one input tensor"):
+        distill(net(), net, Dicts(mask=torch.ones(3)), **FIT)
+    padded = DataLoader(Dicts(attention_mask=torch.tensor([1, 1, 0])), batch_size=4)
+    with pytest.raises(TypeError, match=r"attention_mask that is not all 1 \(a padded batch\)"):
+        distill(net(), net, padded, **FIT)
+    with pytest.raises(TypeError, match=r"test batch 0 is a dict"):
+        distill(net(), net, toy(), DataLoader([{"x": torch.zeros(1, 4, 4)}] * 2, batch_size=2), **FIT)
 
 
 @pytest.mark.parametrize("value, match", [
