@@ -32,6 +32,7 @@ class Source:
         return f"{self.author} ({year}), {self.title}{where}"
 
 
+_BEYOND = "(not in the sources)"
 SOURCES = {
     s.key: s
     for s in (
@@ -54,6 +55,15 @@ SOURCES = {
         Source("zhang", "Zhang, Xiang, Hospedales & Lu", 2018, "Deep Mutual Learning (cited by 004)", "004"),
         Source("yuan", "Yuan et al.", 2020,
                "Revisiting Knowledge Distillation via Label Smoothing Regularization (not in the sources)",
+               "-"),
+        Source("zhao", "Zhao et al.", 2022, f"Decoupled Knowledge Distillation {_BEYOND}", "-"),
+        Source("sun", "Sun et al.", 2024, f"Logit Standardization in Knowledge Distillation {_BEYOND}", "-"),
+        Source("huang", "Huang et al.", 2022,
+               f"Knowledge Distillation from A Stronger Teacher, DIST {_BEYOND}", "-"),
+        Source("kim", "Kim & Rush", 2016, f"Sequence-Level Knowledge Distillation {_BEYOND}", "-"),
+        Source("gu", "Gu et al.", 2024,
+               f"MiniLLM: Knowledge Distillation of Large Language Models {_BEYOND}", "-"),
+        Source("agarwal", "Agarwal et al.", 2024, f"On-Policy Distillation of Language Models, GKD {_BEYOND}",
                "-"),
         Source("kdlab", "kdlab", None, "this book's own checks (no source makes them)", "-"),
     )
@@ -86,6 +96,7 @@ class Claim:
 _NO_CAFFE_CIFAR = "no chapter trains the report's Caffe CIFAR-10 nets"
 _HINTON_TABLE = "MNIST test errors: teacher 67, small net 146, small net distilled 74"
 _FSP_STUDENTS = "(ResNet-8 from ResNet-26, ResNet-14 from ResNet-32)"
+_SAMPLES = "teacher's bits per character of the student's samples"
 _DML_BLOG = "CIFAR-10 accuracy: student alone 67 %, two students mutual 74.17 % and 73 %"
 
 CLAIMS: tuple[Claim, ...] = (
@@ -265,6 +276,52 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("hint_dml.reduction_63", "dml_blog", "hint_mutual", "parameters", "lower",
           "the students have 63 % fewer parameters than the teacher",
           paper="'a reduction 63 % in parameter size'"),
+    # Beyond the sources: logit losses since Hinton (the modern_logits chapter compares them with KD and with
+    # the student alone on the results chapter's common setting; the results chapter checks the latter too).
+    Claim("dkd.beats_kd", "zhao", "modern_logits", "test errors", "lower",
+          "decoupled KD (the target-class and non-target-class terms weighted apart) beats Hinton's KD",
+          paper="CIFAR-100 ResNet-32x4 -> ResNet-8x4: 76.32 % vs 73.33 % top-1"),
+    Claim("ls.improves_kd", "sun", "modern_logits", "test errors", "lower",
+          "Hinton's KD on z-scored logits beats Hinton's KD on the raw logits",
+          paper="CIFAR-100 ResNet-32x4 -> ResNet-8x4: 76.62 % vs 73.33 % top-1"),
+    Claim("ls.not_the_temperature", "sun", "modern_logits", "test errors", "lower",
+          "the gain is the z-score's: KD on z-scored logits beats KD on the raw logits at the same base "
+          "temperature and weights",
+          paper="the paper's premise (a shared temperature forces a logit-range match); no figure quoted "
+                "here"),
+    Claim("dist.beats_kd", "huang", "modern_logits", "test errors", "lower",
+          "DIST's correlation loss beats Hinton's KD",
+          paper="ImageNet ResNet-34 -> ResNet-18: 72.07 % vs 71.21 % top-1"),
+    Claim("dkd.beats_student", "zhao", "modern_logits", "test errors", "lower",
+          "a student trained with DKD beats the same student trained on the labels alone",
+          paper="CIFAR-100 ResNet-8x4: 76.32 % vs 72.50 % top-1"),
+    Claim("ls.beats_student", "sun", "modern_logits", "test errors", "lower",
+          "a student trained with KD on z-scored logits beats the same student trained on the labels "
+          "alone",
+          paper="CIFAR-100 ResNet-8x4: 76.62 % vs 72.50 % top-1"),
+    Claim("dist.beats_student", "huang", "modern_logits", "test errors", "lower",
+          "a student trained with DIST beats the same student trained on the labels alone",
+          paper="ImageNet ResNet-18: 72.07 % vs 69.76 % top-1"),
+    # Beyond the sources: distilling a language model (the language_models chapter).
+    Claim("lm.word_kd_beats_labels", "kim", "language_models", "held-out bits per character", "lower",
+          "a student trained on the teacher's next-token distributions (word-level KD) beats one trained on "
+          "the text alone",
+          paper="WMT English-German: word-level KD above the student alone in BLEU"),
+    Claim("lm.seq_kd_beats_word_kd", "kim", "language_models", _SAMPLES, "lower",
+          "a student trained on the teacher's own generated text (sequence-level KD) writes text the teacher "
+          "finds more likely than a word-level KD student does",
+          paper="WMT English-German: sequence-level KD above word-level KD in BLEU"),
+    Claim("lm.reverse_kl_quality", "gu", "language_models", _SAMPLES, "lower",
+          "a reverse-KL student writes text the teacher finds more likely than a forward-KL (word-level KD) "
+          "student does",
+          paper="instruction following: reverse KL (MiniLLM) above forward-KL KD in Rouge-L"),
+    Claim("lm.reverse_kl_mode_seeking", "gu", "language_models", "distinct 4-grams (%)", "lower",
+          "reverse KL seeks modes: its student's samples are less diverse than a forward-KL student's",
+          paper="mode-seeking by design (the paper's argument); no Dist-4 figure quoted here"),
+    Claim("lm.gkd_beats_word_kd", "agarwal", "language_models", _SAMPLES, "lower",
+          "on-policy generalised KD (the student's own samples, scored by the teacher) beats word-level KD "
+          "on the teacher's fixed data",
+          paper="summarisation, translation and arithmetic reasoning: on-policy GKD above supervised KD"),
     # The book's own.
     Claim("kdlab.export_matches", "kdlab", "your_own_model", "max |difference|", "lower",
           "the exported student computes what PyTorch computes (max |difference| <= 1e-4)",

@@ -50,6 +50,8 @@ CHAPTERS = (
     "tsne_regularizer",
     "mutual_learning",
     "hint_mutual",
+    "modern_logits",
+    "language_models",
     "your_own_model",
 )
 

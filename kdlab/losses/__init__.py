@@ -6,6 +6,7 @@ Each function's docstring names its paper, equation, normalisation and shapes.
 from kdlab.losses.features import fsp_distance, fsp_loss, fsp_matrix, hint_loss
 from kdlab.losses.modern import dist_loss, dist_terms, dkd_loss, dkd_terms, standardize_logits
 from kdlab.losses.mutual import mutual_loss, mutual_terms
+from kdlab.losses.sequence import forward_kl, generalised_jsd, reverse_kl
 from kdlab.losses.soft import (
     distillation_loss,
     distillation_terms,
@@ -30,6 +31,9 @@ __all__ = [
     "dist_loss",
     "dist_terms",
     "standardize_logits",
+    "forward_kl",
+    "reverse_kl",
+    "generalised_jsd",
     "hint_loss",
     "fsp_matrix",
     "fsp_loss",

@@ -8,6 +8,7 @@ builds the CIFAR-100 benchmark's networks (``NAMES``), whose feature points and 
 
 from kdlab.models.cifar import FEATURE_POINTS as CIFAR_FEATURE_POINTS
 from kdlab.models.cifar import FSP_PAIRS as CIFAR_FSP_PAIRS
+from kdlab.models.charlm import CharTransformer, generate
 from kdlab.models.cifar import NAMES, create
 from kdlab.models.lenet import STUDENT_WIDTHS, TEACHER_WIDTHS, lenet
 from kdlab.models.mlp import MaxNormLinear, constrain_, mlp
@@ -22,5 +23,5 @@ from kdlab.models.vgg import vgg as vgg
 __all__ = [
     "mlp", "lenet", "vgg", "resnet", "regressor", "MaxNormLinear", "constrain_", "TEACHER_WIDTHS",
     "STUDENT_WIDTHS", "VGG_TEACHER_CFG", "VGG_STUDENT_CFG", "VGG_MARKERS", "FSP_PAIRS",
-    "create", "NAMES", "CIFAR_FEATURE_POINTS", "CIFAR_FSP_PAIRS",
+    "create", "NAMES", "CIFAR_FEATURE_POINTS", "CIFAR_FSP_PAIRS", "CharTransformer", "generate",
 ]
