@@ -3,12 +3,14 @@
 Note: the functions ``vgg`` and ``resnet`` shadow their submodules' names here; their
 configuration constants are re-exported with a prefix (``VGG_TEACHER_CFG``...). ``create(name)``
 builds the CIFAR-100 benchmark's networks (``NAMES``), whose feature points and FSP pairs are
-``CIFAR_FEATURE_POINTS`` and ``CIFAR_FSP_PAIRS`` (``kdlab.models.cifar``).
+``CIFAR_FEATURE_POINTS`` and ``CIFAR_FSP_PAIRS`` (``kdlab.models.cifar``). Beyond the sources,
+``CharTransformer`` and ``generate`` are the language_models chapter's character-level model
+(``kdlab.models.charlm``).
 """
 
+from kdlab.models.charlm import CharTransformer, generate
 from kdlab.models.cifar import FEATURE_POINTS as CIFAR_FEATURE_POINTS
 from kdlab.models.cifar import FSP_PAIRS as CIFAR_FSP_PAIRS
-from kdlab.models.charlm import CharTransformer, generate
 from kdlab.models.cifar import NAMES, create
 from kdlab.models.lenet import STUDENT_WIDTHS, TEACHER_WIDTHS, lenet
 from kdlab.models.mlp import MaxNormLinear, constrain_, mlp
