@@ -285,8 +285,8 @@ CLAIMS: tuple[Claim, ...] = (
           "Hinton's KD on z-scored logits beats Hinton's KD on the raw logits",
           paper="CIFAR-100 ResNet-32x4 -> ResNet-8x4: 76.62 % vs 73.33 % top-1"),
     Claim("ls.not_the_temperature", "sun", "modern_logits", "test errors", "lower",
-          "the gain is the z-score's: KD on z-scored logits beats KD on the raw logits at the same base "
-          "temperature and weights",
+          "KD on z-scored logits beats KD on the raw logits at the same base temperature and weights (the "
+          "gain is not the base temperature's)",
           paper="the paper's premise (a shared temperature forces a logit-range match); no figure quoted "
                 "here"),
     Claim("dist.beats_kd", "huang", "modern_logits", "test errors", "lower",
