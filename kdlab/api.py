@@ -62,6 +62,12 @@ def _validation(val: adapters.Data | None, test_set: Tensors | None) -> Tensors 
     return val_set
 
 
+def _check_val(val_set: Tensors | None, models: dict[str, nn.Module], classes: int) -> None:
+    if val_set is not None:
+        adapters.check_dtype("val.x", val_set.x, models)
+        _checks.labels("val labels", val_set.y, len(val_set), classes)
+
+
 def _check_labels(tensors: Tensors | None, test_set: Tensors | None, classes: int) -> None:
     if tensors is not None:
         _checks.labels("train labels", tensors.y, len(tensors), classes)
@@ -122,7 +128,7 @@ def distill(
     ``batch_size``, ``seed``, ``optimizer``, ``weight_decay``, ``schedule``, ``device``,
     ``progress``, ``cache``, and ``checkpoint``, ``resume``, ``val``, ``log``, ``tensorboard``, which
     go only to the stage that trains the returned model, e.g. FitNets' KD stage, FSP's training
-    stage, Born-Again's last generation; ``tsne`` does not take them yet):
+    stage, Born-Again's last generation):
 
     - ``checkpoint`` (a path) and ``resume=True``: :func:`kdlab.train.fit`'s; a run killed and
       resumed gives the same student as an unbroken one (bitwise on CPU). Not in the cache key.
@@ -236,9 +242,7 @@ def _distill(
     _check_dtypes(tensors, probe, test_set, {"teacher": teacher, "student": first_student})
     classes = adapters.check_classes(teacher, first_student, probe)
     _check_labels(tensors, test_set, classes)
-    if val_set is not None:
-        adapters.check_dtype("val.x", val_set.x, {"teacher": teacher, "student": first_student})
-        _checks.labels("val labels", val_set.y, len(val_set), classes)
+    _check_val(val_set, {"teacher": teacher, "student": first_student}, classes)
     data = tensors if tensors is not None else _loader(train, knobs, classes)
     return entry.run(teacher, make_student, data, test_set, knobs, classes)
 
@@ -258,8 +262,10 @@ def mutual(
     ``eval_every``, and the training knobs of :func:`distill`. Returns the trained cohort
     (``nn.ModuleList``; student k is ``cohort[k]``) and the History of
     :func:`kdlab.methods.mutual.evaluation` (``test_error/k``, ``test_error/ensemble``...), through
-    :func:`kdlab.methods.mutual.train` (tensors or a loader). The data are checked as in
-    :func:`distill`, before any training.
+    :func:`kdlab.methods.mutual.train` (tensors or a loader). ``checkpoint``, ``resume``, ``log``
+    and ``tensorboard`` as in :func:`distill`; with ``val`` one epoch is chosen for the whole cohort,
+    the one with the fewest val errors averaged over its students (``val_error``; each student's is
+    ``val_error/k``). The data are checked as in :func:`distill`, before any training.
     """
     entry = registry.method("mutual")
     fixed = sorted(set(knobs) & {"students", "cohort"})
@@ -285,6 +291,8 @@ def mutual(
         )
     (count,) = classes
     _check_labels(tensors, test_set, count)
+    knobs["val"] = _validation(knobs["val"], test_set)
+    _check_val(knobs["val"], students, count)
     knobs["students"] = factories
     data = tensors if tensors is not None else _loader(train, knobs, count)
     return entry.run(None, factories[0], data, test_set, knobs, count)

@@ -253,6 +253,7 @@ def fit(
     val: Tensors | tuple[Tensor, Tensor] | None = None,
     log: str | os.PathLike | None = None,
     tensorboard: str | os.PathLike | None = None,
+    validate: Evaluate | None = None,
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs over ``train``, minimising ``objective``.
 
@@ -274,7 +275,9 @@ def fit(
       ``val_error``, ``val_accuracy``, ``val_loss``; the weights of the epoch with the fewest val
       errors (the first on ties) are kept and loaded back at the end, and ``History.best_epoch``
       names it (every epoch's row stays, so ``history.last(k)`` and ``history.best(k)`` both read).
-      The selection looks at ``val`` only, never at ``test``.
+      The selection looks at ``val`` only, never at ``test``. ``validate(model)``, if given, scores
+      ``val`` instead (its row must hold ``val_error``, the number the epoch is chosen by), e.g. a
+      cohort's (:func:`kdlab.methods.mutual.fit_cohort`).
     - ``log`` (a CSV path): each epoch's row is appended as it finishes (header from the first
       row); a fresh run starts the file anew, a resumed one rewrites the rows it restored.
       ``tensorboard`` (a folder): each epoch's row as TensorBoard scalars, step = epoch (needs the
@@ -301,7 +304,10 @@ def fit(
     scheduler = _schedule(optimizer, schedule, epochs * steps_per_epoch, steps_per_epoch)
     if evaluate is None and test is not None:
         evaluate = classification(test)
-    validate = classification(val, prefix="val") if val is not None else None
+    if val is None:
+        validate = None
+    elif validate is None:
+        validate = classification(val, prefix="val")
     history = History()
     best = _Best()
     path = Path(checkpoint) if checkpoint is not None else None

@@ -161,7 +161,70 @@ def test_val_is_in_the_cache_key_and_checkpoint_and_the_logs_are_not(parts, tmp_
     assert len(list(folder.rglob("*.pt"))) == 2
 
 
-def test_methods_outside_train_model_refuse_the_run_knobs(parts):
-    teacher, tr, val, test = parts
-    with pytest.raises(ValueError, match="method 'tsne' does not take \\['val'\\]"):
-        kdlab.distill(teacher, student, tr, test, **{**KNOBS, "method": "tsne"}, val=val)
+# tsne and mutual train outside train_model (fixed batches; a cohort): the same run knobs, through their fit.
+TSNE = dict(KNOBS, method="tsne", layer="hidden1", teacher_layer="flatten", perplexity=5.0, pca_dim=None,
+            batch_size=100, lr=3e-2)
+MUTUAL = dict(KNOBS, batch_size=128, lr=3e-2)
+del MUTUAL["method"]
+
+
+def run(kind, parts, **extra):
+    """A tsne distillation or a cohort of two students, with the run knobs ``extra``."""
+    teacher, tr, _, test = parts
+    if kind == "tsne":
+        return kdlab.distill(teacher, student, tr, test, **{**TSNE, **extra})
+    return kdlab.mutual([student, student], tr, test, **{**MUTUAL, **extra})
+
+
+@pytest.mark.parametrize("kind", ["tsne", "mutual"])
+def test_tsne_and_mutual_resume_a_killed_run_to_the_unbroken_one(kind, parts, tmp_path, monkeypatch):
+    _, tr, val, _ = parts
+    unbroken, history = run(kind, parts, val=val, checkpoint=tmp_path / "a.pt")
+    per_epoch = math.ceil(len(tr) / (100 if kind == "tsne" else 128))
+    with monkeypatch.context() as patch:
+        kill_after(patch, 2 * per_epoch + 1)
+        with pytest.raises(Killed):
+            run(kind, parts, val=val, checkpoint=tmp_path / "b.pt")
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epochs_done"] == 2
+    resumed, again = run(kind, parts, val=val, checkpoint=tmp_path / "b.pt", resume=True)
+    assert same_weights(unbroken, resumed)
+    assert again.best_epoch == history.best_epoch and again["val_error"] == history["val_error"]
+
+
+def test_tsne_val_returns_the_weights_of_its_best_epoch(parts):
+    _, _, val, test = parts
+    model, history = run("tsne", parts, val=val)
+    errors = history["val_error"]
+    assert history.best_epoch == errors.index(min(errors)) + 1
+    assert error_count(model, val) == min(errors) and error_count(model, test) == history.best("test_error")
+
+
+def test_a_cohorts_val_chooses_one_epoch_by_its_students_mean_errors(parts):
+    _, _, val, test = parts
+    cohort, history = run("mutual", parts, val=val, lr=0.2)
+    mean = history["val_error"]
+    assert mean == [(a + b) / 2 for a, b in zip(history["val_error/0"], history["val_error/1"], strict=True)]
+    assert history.best_epoch == mean.index(min(mean)) + 1 < MUTUAL["epochs"]  # this rate picks an early one
+    for k, model in enumerate(cohort):
+        assert error_count(model, val) == history.best(f"val_error/{k}")
+        assert error_count(model, test) == history.best(f"test_error/{k}")
+    # A cohort stopped at the chosen epoch has the same weights (constant rate, same batches).
+    stopped, _ = run("mutual", parts, lr=0.2, epochs=history.best_epoch)
+    assert same_weights(cohort, stopped)
+
+
+@pytest.mark.parametrize("kind", ["tsne", "mutual"])
+def test_tsne_and_mutual_write_the_logs_and_key_val_but_not_the_logs(kind, parts, tmp_path, monkeypatch):
+    _, _, val, _ = parts
+    folder = tmp_path / "kd-cache"
+    monkeypatch.setenv("KDLAB_CACHE", str(folder))
+    _, history = run(kind, parts, val=val, cache=True, epochs=2)
+    run(kind, parts, val=val.subset(100), cache=True, epochs=2)
+    path = tmp_path / "log.csv"
+    run(kind, parts, val=val, cache=False, epochs=2, log=path, tensorboard=tmp_path / "tb")
+    with path.open(newline="") as file:
+        assert [float(r["val_error"]) for r in csv.DictReader(file)] == history["val_error"]
+    assert list((tmp_path / "tb").iterdir())
+    run(kind, parts, val=val, cache=True, epochs=2, log=tmp_path / "again.csv", checkpoint=tmp_path / "c.pt")
+    assert len(list(folder.rglob("*.pt"))) == 2 + (kind == "tsne")  # tsne also caches its P matrices
+    assert not (tmp_path / "again.csv").exists()  # a hit trains nothing and writes no log

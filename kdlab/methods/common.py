@@ -72,6 +72,11 @@ class Result(tuple):
 # key. The kind of device is (a CUDA run trains under bf16 autocast, a CPU run in float32).
 NOT_KEYED = ("cache", "device", "progress", "desc")
 
+# How a run is kept and watched, never what it computes: a resumed run equals an unbroken one, and a
+# cache hit trains nothing and writes no log. A recipe that takes these passes them to its fit; its key
+# leaves them out (``val`` is keyed: it chooses the returned epoch).
+RUN_KNOBS_NOT_KEYED = ("checkpoint", "resume", "log", "tensorboard")
+
 
 def as_factory(model: ModelOrFactory, role: str = "student") -> Callable[[], nn.Module]:
     """A factory for a recipe: a fresh copy of ``model`` on each call (its weights are the starting
@@ -163,7 +168,7 @@ def recipe(
     return decorate
 
 
-@recipe("model", factories=("model",), not_keyed=("checkpoint", "resume", "log", "tensorboard"))
+@recipe("model", factories=("model",), not_keyed=RUN_KNOBS_NOT_KEYED)
 def train_model(
     model: ModelOrFactory,
     data: Tensors | tuple[Tensor, ...] | Iterable[tuple[Tensor, ...]],

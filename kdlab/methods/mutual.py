@@ -16,6 +16,7 @@ predictions are detached), so the gradients of the other students are ``None`` a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from kdlab import _checks, dry_run, metrics, runtime
 from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.mutual import mutual_terms
-from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
+from kdlab.methods.common import RUN_KNOBS_NOT_KEYED, ModelOrFactory, Plan, as_factory, recipe
 from kdlab.train import Evaluate, History, Objective, Steps, fit, make_optimizer
 
 UPDATES = ("in_turn", "simultaneous", "independent")
@@ -117,6 +118,7 @@ def evaluation(
     every: int = 1,
     epochs: int | None = None,
     batch_size: int = 1000,
+    prefix: str = "test",
 ) -> Evaluate:
     """Test metrics of a cohort, for ``fit(evaluate=...)``.
 
@@ -125,6 +127,7 @@ def evaluation(
     ``test_accuracy/ensemble`` (the arg-max of the mean of the K softmax probabilities).
     Evaluating every epoch costs K test-set forwards; with ``every`` > 1 the metrics are computed
     on every ``every``-th call and at call ``epochs`` (the last epoch), other calls log nothing.
+    ``prefix="val"`` names them ``val_error/k``... for a validation split.
     """
     _checks.at_least("every", every, 1)
     last = dry_run.cut().epochs(epochs) if epochs is not None else None  # a dry run stops after 1 epoch
@@ -139,15 +142,16 @@ def evaluation(
         labels = y.to(device)
         logits = [metrics.predict(student, x.to(device), batch_size) for student in students]
         row: dict[str, float] = {}
+        counts = []
         for k, z in enumerate(logits):
-            errors = metrics.error_count(z, labels)
-            row[f"test_error/{k}"] = float(errors)
-            row[f"test_accuracy/{k}"] = 1.0 - errors / len(labels)
-        row["test_error/mean"] = sum(row[f"test_error/{k}"] for k in range(len(logits))) / len(logits)
+            counts.append(float(metrics.error_count(z, labels)))
+            row[f"{prefix}_error/{k}"] = counts[k]
+            row[f"{prefix}_accuracy/{k}"] = 1.0 - counts[k] / len(labels)
+        row[f"{prefix}_error/mean"] = sum(counts) / len(counts)
         probabilities = torch.stack([torch.softmax(z, dim=1) for z in logits]).mean(0)
         errors = metrics.error_count(probabilities, labels)
-        row["test_error/ensemble"] = float(errors)
-        row["test_accuracy/ensemble"] = 1.0 - errors / len(labels)
+        row[f"{prefix}_error/ensemble"] = float(errors)
+        row[f"{prefix}_accuracy/ensemble"] = 1.0 - errors / len(labels)
         return row
 
     return evaluate
@@ -187,6 +191,11 @@ def fit_cohort(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     desc: str = "cohort",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    val: Tensors | None = None,
+    log: str | os.PathLike | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> tuple[nn.ModuleList, History]:
     """Train built ``students`` as a cohort on ``train`` with :func:`objective` (``update``...).
 
@@ -197,6 +206,12 @@ def fit_cohort(
     ``schedule`` as in :func:`kdlab.train.fit`. With ``test``, logs :func:`evaluation` every
     ``eval_every`` epochs and at the last one. Returns the cohort and its
     :class:`~kdlab.train.History`.
+
+    ``checkpoint``, ``resume``, ``log`` and ``tensorboard`` are :func:`~kdlab.train.fit`'s. With
+    ``val``, the cohort is scored on it every epoch (``val_error/k``, ``val_error/ensemble``...) and
+    the weights of the epoch with the fewest val errors averaged over the students (``val_error``,
+    the same as ``val_error/mean``) are returned, as one cohort: the students are trained together,
+    so one epoch is chosen for all of them.
     """
     students = cohort(students)
     where = runtime.device(device)
@@ -213,12 +228,25 @@ def fit_cohort(
     history = fit(
         students, loader, objective(update, temperature=temperature, ensemble=ensemble), epochs=epochs,
         optimizer=_optimizer(optimizer, parameters, lr, weight_decay, betas), schedule=schedule,
-        evaluate=evaluate, device=where, progress=progress, desc=desc,
+        evaluate=evaluate, device=where, progress=progress, desc=desc, checkpoint=checkpoint, resume=resume,
+        val=val, validate=_cohort_val(val) if val is not None else None, log=log, tensorboard=tensorboard,
     )
     return students, history
 
 
-@recipe("dml", factories=("students",))
+def _cohort_val(val: Tensors) -> Evaluate:
+    """:func:`evaluation` on ``val`` every epoch, with ``val_error``: the students' mean, which chooses
+    the epoch :func:`~kdlab.train.fit` returns."""
+    scores = evaluation(val, prefix="val")
+
+    def validate(students: nn.Module) -> dict[str, float]:
+        row = scores(students)
+        return {"val_error": row["val_error/mean"], **row}
+
+    return validate
+
+
+@recipe("dml", factories=("students",), not_keyed=RUN_KNOBS_NOT_KEYED)
 def train(
     students: Sequence[ModelOrFactory],
     train: Tensors,

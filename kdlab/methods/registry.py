@@ -95,15 +95,6 @@ def _split_last_stage(fit: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
             {k: fit[k] for k in LAST_STAGE_KNOBS})
 
 
-def _refuse_last_stage_knobs(name: str, knobs: Mapping[str, Any]) -> None:
-    given = [k for k in LAST_STAGE_KNOBS if knobs[k] is not None and knobs[k] is not False]
-    if given:
-        raise ValueError(
-            f"method {name!r} does not take {given} yet: its recipe trains outside "
-            "kdlab.methods.common.train_model, which is where these knobs are implemented"
-        )
-
-
 def _targets(teacher: nn.Module, data: Tensors, knobs: Mapping[str, Any]) -> Any:
     """The teacher's logits on ``data.x``, computed once (and cached with the teacher), or the teacher
     itself, run on every batch, when ``augment`` changes the inputs every epoch."""
@@ -215,7 +206,6 @@ def _fsp(teacher, make, data, test, knobs, classes) -> Result:
 
 
 def _tsne(teacher, make, data, test, knobs, classes) -> Result:
-    _refuse_last_stage_knobs("tsne", knobs)
     layer = knobs["layer"] or tsne.LAYER
     teacher_layer = knobs["teacher_layer"] or tsne.LAYER
     features.check_layers(make(), layer, "layer (a student layer)")
@@ -227,8 +217,7 @@ def _tsne(teacher, make, data, test, knobs, classes) -> Result:
             f"method 'tsne' takes no augment, got {knobs['augment']!r}: its P matrices belong to fixed "
             "batches of fixed inputs"
         )
-    fit = {k: v for k, v in training(knobs).items()
-           if k not in ("weight_decay", "augment", *LAST_STAGE_KNOBS)}
+    fit = {k: v for k, v in training(knobs).items() if k not in ("weight_decay", "augment")}
     return tsne.distill(
         make, data, teacher, beta=knobs["beta"], tsne_alpha=knobs["tsne_alpha"],
         perplexity=knobs["perplexity"], pca_dim=knobs["pca_dim"], layer=layer, teacher_layer=teacher_layer,
@@ -258,8 +247,7 @@ def _born_again(teacher, make, data, test, knobs, classes) -> Result:
 
 
 def _mutual(_teacher, make, data, test, knobs, classes) -> Result:
-    _refuse_last_stage_knobs("mutual", knobs)
-    fit = {k: v for k, v in training(knobs).items() if k not in ("seed", *LAST_STAGE_KNOBS)}
+    fit = {k: v for k, v in training(knobs).items() if k != "seed"}
     students = knobs["students"] or [make] * knobs["cohort"]
     if not isinstance(data, (Tensors, adapters.CheckedBatches)):  # kdlab.mutual gives checked batches
         data = adapters.CheckedBatches(data, classes)

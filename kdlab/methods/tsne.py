@@ -11,6 +11,7 @@ batches is fixed and only the order of the batches changes from epoch to epoch.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 
 import torch
@@ -21,7 +22,7 @@ from kdlab import _checks, features, losses, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import Tensors
 from kdlab.losses.tsne import tsne_loss, tsne_p, tsne_q
-from kdlab.methods.common import ModelOrFactory, Plan, as_factory, recipe
+from kdlab.methods.common import RUN_KNOBS_NOT_KEYED, ModelOrFactory, Plan, as_factory, recipe
 from kdlab.train import History, Objective, fit
 
 LAYER = "fc"
@@ -219,7 +220,7 @@ def objective(
     return hybrid
 
 
-@recipe("tsne", factories=("student",))
+@recipe("tsne", factories=("student",), not_keyed=RUN_KNOBS_NOT_KEYED)
 def distill(
     student: ModelOrFactory,
     train: Tensors,
@@ -246,6 +247,11 @@ def distill(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     desc: str = "tsne",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    val: Tensors | tuple[Tensor, Tensor] | None = None,
+    log: str | os.PathLike | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> Plan:
     """Train a student (a factory seeded by ``seed``, or a module's copy) with tsneNet's hybrid
     loss; returns ``(student, History)``.
@@ -257,7 +263,9 @@ def distill(
     measure what precomputing saves: the result is the same). ``beta=0`` is the student alone;
     ``temperature`` and ``alpha`` add Hinton's soft targets (see :func:`objective`). With
     ``cache=True`` the trained student is trained once per key
-    (:func:`kdlab.methods.common.recipe`). Every knob is checked before anything runs.
+    (:func:`kdlab.methods.common.recipe`). ``checkpoint``, ``resume``, ``val``, ``log`` and
+    ``tensorboard`` are :func:`~kdlab.train.fit`'s (``val`` is keyed, the others are not, as in
+    :func:`kdlab.methods.common.train_model`). Every knob is checked before anything runs.
     """
     _check_knobs(beta, tsne_alpha, temperature, alpha)
     _checks.at_least("batch_size", batch_size, 2)
@@ -286,6 +294,7 @@ def distill(
         return fit(
             model, FixedBatches(*tensors, seed=seed), step_objective, epochs=epochs, lr=lr,
             optimizer=optimizer, schedule=schedule, test=test, device=where, progress=progress, desc=desc,
+            checkpoint=checkpoint, resume=resume, val=val, log=log, tensorboard=tensorboard,
         )
 
     return Plan(make, run)
