@@ -11,7 +11,7 @@ then cached outputs would be stale, so the teacher runs on each batch, in eval m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from kdlab import _checks, metrics
+from kdlab import _checks, inputs, metrics
 from kdlab.data import Tensors
 from kdlab.train import Objective
 
@@ -80,12 +80,15 @@ def as_tensors(data: Any, name: str = "train") -> Tensors | None:
     """``data`` as :class:`~kdlab.data.Tensors` when it already is tensors in memory, else ``None``.
 
     ``Tensors`` (a :class:`~kdlab.data.Split` part), an ``(x, y)`` pair of tensors or NumPy arrays
-    (converted with ``torch.from_numpy``, dtypes kept), or a plain ``TensorDataset`` of two tensors
-    count as tensors (nothing can augment them); any other ``Dataset`` or a ``DataLoader`` returns
-    ``None`` (it is read batch by batch).
+    (converted with ``torch.from_numpy``, dtypes kept), a dict of tensors read as one dict batch
+    (:func:`kdlab.inputs.read`: ``{"input_ids": ..., "attention_mask": ..., "labels": ...}``) or a
+    plain ``TensorDataset`` of two tensors count as tensors (nothing can augment them); any other
+    ``Dataset`` or a ``DataLoader`` returns ``None`` (it is read batch by batch).
     """
     if isinstance(data, Tensors):
         return data
+    if isinstance(data, Mapping):
+        return Tensors(*inputs.read(data, name))
     if isinstance(data, TensorDataset) and len(data.tensors) == 2:
         return Tensors(*data.tensors)
     if isinstance(data, (tuple, list)):
@@ -100,8 +103,8 @@ def as_tensors(data: Any, name: str = "train") -> Tensors | None:
     if isinstance(data, (Dataset, DataLoader)):
         return None
     raise TypeError(
-        f"{name} must be kdlab Tensors (a Split part), an (x, y) pair of tensors, a torch Dataset or a "
-        f"DataLoader, got {type(data).__name__}"
+        f"{name} must be kdlab Tensors (a Split part), an (x, y) pair of tensors, a dict of tensors "
+        f"({{'input_ids': ..., 'labels': ...}}), a torch Dataset or a DataLoader, got {type(data).__name__}"
     )
 
 
@@ -114,65 +117,57 @@ def as_loader(data: Dataset | DataLoader, batch_size: int, seed: int) -> DataLoa
     return DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator)
 
 
-def materialize(data: Data, name: str = "test") -> Tensors:
-    """Every example of ``data`` as one :class:`~kdlab.data.Tensors` (one pass over a loader).
+def materialize(data: Data, name: str = "test", keys: Sequence[str] | None = None) -> Tensors:
+    """Every example of ``data`` as one :class:`~kdlab.data.Tensors` (one pass over a loader); dict
+    batches must have the input ``keys`` when given (those the models take).
 
-    For a test set, whose transforms should not augment: one pass fixes whatever they drew.
+    For a test set, whose transforms should not augment: one pass fixes whatever they drew. Batches
+    whose inputs differ in shape (padded each to its own longest) are refused: pad the whole set to
+    one length.
     """
     tensors = as_tensors(data, name)
     if tensors is not None:
+        if isinstance(data, Mapping):
+            inputs.read(data, name, keys)  # the same input keys as training's
         return tensors
     batches = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256)
     xs, ys = [], []
     for k, batch in enumerate(batches):
-        batch = as_pair(batch, name, k)
+        batch = as_pair(batch, name, k, keys)
         xs.append(torch.as_tensor(batch[0]))
         ys.append(torch.as_tensor(batch[1]))
+        if xs[-1].shape[1:] != xs[0].shape[1:]:
+            raise ValueError(
+                f"{name} batch {k} has inputs of shape {tuple(xs[-1].shape)}, batch 0 {tuple(xs[0].shape)}: "
+                f"kdlab reads {name} once into one tensor, so pad every example to one length (a tokenizer's "
+                "padding='max_length')"
+            )
     if not xs:
         raise ValueError(f"{name} holds no examples")
     return Tensors(torch.cat(xs), torch.cat(ys))
 
 
-# The keys of a dict batch (Hugging Face datasets and collators, torchvision-style dicts) that kdlab reads:
-# the one input tensor the models take, and the labels. A key of NEUTRAL is dropped when its value is
-# what the model assumes without it (an attention mask of ones, token types of zeros).
-INPUT_KEYS = ("pixel_values", "input_ids", "inputs", "input", "images", "image", "x")
-LABEL_KEYS = ("labels", "label", "targets", "target", "y")
-NEUTRAL = {"attention_mask": 1, "token_type_ids": 0}
-
-
-def as_pair(batch: Any, name: str, k: int) -> tuple[Any, ...]:
+def as_pair(batch: Any, name: str, k: int, keys: Sequence[str] | None = None) -> tuple[Any, ...]:
     """Batch ``k`` of ``name`` as a tuple ``(x, y, ...)``: a tuple or list as it is, a dict batch
     (``{"pixel_values": x, "labels": y}``, ``{"input_ids": ..., "attention_mask": ..., "labels": ...}``)
-    as ``(x, y)`` from its one key of :data:`INPUT_KEYS` and one of :data:`LABEL_KEYS`.
-
-    kdlab calls a model with one input tensor (``model(x)``), so a dict may hold besides those only
-    the keys of :data:`NEUTRAL` at their neutral value (no padding, one segment), which are dropped;
-    a padded batch or any other key is a ``TypeError`` naming the key and saying what to do."""
+    as ``(x, y)`` by :func:`kdlab.inputs.read` (``keys``: the input keys every batch must have)."""
     if isinstance(batch, Mapping):
-        keys = sorted(map(str, batch))
-        inputs = [key for key in INPUT_KEYS if key in batch]
-        labels = [key for key in LABEL_KEYS if key in batch]
-        if len(inputs) != 1 or len(labels) != 1:
-            raise TypeError(
-                f"{name} batch {k} is a dict with keys {keys}: kdlab reads a dict batch with one input key "
-                f"of {list(INPUT_KEYS)} and one label key of {list(LABEL_KEYS)}, or (x, y) batches (a "
-                "tuple: inputs, then labels)"
-            )
-        for key in sorted(set(batch) - {inputs[0], labels[0]}, key=str):
-            neutral = NEUTRAL.get(str(key))
-            if neutral is None or not bool((torch.as_tensor(batch[key]) == neutral).all()):
-                what = (f"a {key} that is not all {neutral} (a padded batch)" if neutral is not None
-                        else f"the key {key!r}")
-                raise TypeError(
-                    f"{name} batch {k} holds {what}: kdlab calls the models with one input tensor, "
-                    f"model({inputs[0]}), so it can only drop {sorted(NEUTRAL)} at their neutral values; "
-                    "batch examples of one length (no padding), or wrap the model to take the extra input"
-                )
-        return (batch[inputs[0]], batch[labels[0]])
+        return inputs.read(batch, f"{name} batch {k}", keys)
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(f"{name} must yield (x, y) batches, batch {k} is a {type(batch).__name__}")
     return tuple(batch)
+
+
+def input_keys(data: Any) -> tuple[str, ...] | None:
+    """The input keys of ``data``'s first batch when it is a dict (a dict of tensors, or a ``Dataset`` or
+    ``DataLoader`` of dicts), for :func:`kdlab.inputs.keyword_inputs`; ``None`` for tuple batches."""
+    if isinstance(data, Mapping):
+        return inputs.keys_of(data, "train")[0]
+    if not isinstance(data, (Dataset, DataLoader)) or isinstance(data, TensorDataset):
+        return None
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=2)
+    batch = next(iter(loader), None)
+    return inputs.keys_of(batch, "train batch 0")[0] if isinstance(batch, Mapping) else None
 
 
 def check_tensors(tensors: Tensors, name: str) -> Tensors:
@@ -257,22 +252,27 @@ def with_teacher(teacher: nn.Module, objective: Objective, classes: int, labels:
 
 class CheckedBatches:
     """A loader whose batches are checked as they arrive (a loader is never read whole): each is an
-    ``(x, y, ...)`` tuple, or a dict batch read as ``(x, y)`` (:func:`as_pair`), its ``x`` holds no
+    ``(x, y, ...)`` tuple, or a dict batch read as ``(x, y)`` (:func:`as_pair`, with the input ``keys``
+    the models take), its ``x`` holds no
     NaN or infinity (``train batch 3: x holds 2 NaN/inf values at rows [0, 5] of the batch``) and its
     labels lie in ``[0, classes)``. Its length
     is the loader's."""
 
-    def __init__(self, loader: Iterable[tuple[Tensor, ...]], classes: int, name: str = "train") -> None:
+    def __init__(
+        self, loader: Iterable[tuple[Tensor, ...]], classes: int, name: str = "train",
+        keys: Sequence[str] | None = None,
+    ) -> None:
         self.loader = loader
         self.classes = classes
         self.name = name
+        self.keys = keys
 
     def __len__(self) -> int:
         return len(self.loader)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         for k, batch in enumerate(self.loader):
-            batch = as_pair(batch, self.name, k)
+            batch = as_pair(batch, self.name, k, self.keys)
             x = torch.as_tensor(batch[0])
             _checks.finite_rows(f"{self.name} batch {k}: x", x, within=" of the batch")
             _checks.labels(f"{self.name} labels", batch[1], x.shape[0], self.classes)

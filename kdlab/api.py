@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from kdlab import _checks, adapters, cache, runtime
+from kdlab import _checks, adapters, cache, inputs, runtime
 from kdlab.data import Tensors
 from kdlab.methods import registry
 from kdlab.methods.common import Result, as_factory
@@ -32,25 +32,28 @@ METHODS = tuple(name for name, m in registry.METHODS.items() if m.teacher)
 
 
 def _prepare(
-    train: adapters.Data, test: adapters.Data | None, where: Any
+    train: adapters.Data, test: adapters.Data | None, where: Any, keys: Sequence[str] | None
 ) -> tuple[Tensors | None, Tensors | None]:
     """The training set as tensors on ``where`` (``None`` for a loader, checked per batch instead) and the
-    test set read into memory; both checked for emptiness and NaN/inf inputs before any training."""
+    test set read into memory (dict batches with the input ``keys``); both checked for emptiness and
+    NaN/inf inputs before any training."""
     tensors = adapters.as_tensors(train, "train")
-    test_set = adapters.materialize(test, "test") if test is not None else None
+    test_set = adapters.materialize(test, "test", keys) if test is not None else None
     for name, part in (("train", tensors), ("test", test_set)):
         if part is not None:
             adapters.check_tensors(part, name)
     return (tensors.to(where) if tensors is not None else None), test_set
 
 
-def _validation(val: adapters.Data | None, test_set: Tensors | None) -> Tensors | None:
+def _validation(
+    val: adapters.Data | None, test_set: Tensors | None, keys: Sequence[str] | None
+) -> Tensors | None:
     """``val`` read into memory as ``test`` is, and checked; refused when it is the test set itself
     (the same tensors by content): choosing the returned epoch on the test set is what ``val`` is
     there to avoid."""
     if val is None:
         return None
-    val_set = adapters.materialize(val, "val")
+    val_set = adapters.materialize(val, "val", keys)
     adapters.check_tensors(val_set, "val")
     pairs = zip(val_set.tensors, test_set.tensors, strict=True) if test_set is not None else ()
     if test_set is not None and all(a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in pairs):
@@ -93,14 +96,42 @@ def _check_numbers(knobs: dict[str, Any]) -> None:
     _checks.finite_positive("lr", knobs["lr"])
 
 
-def _loader(train: adapters.Data, knobs: dict[str, Any], classes: int) -> adapters.CheckedBatches:
+def _loader(
+    train: adapters.Data, knobs: dict[str, Any], classes: int, keys: Sequence[str] | None
+) -> adapters.CheckedBatches:
     """A loader over ``train`` whose batches are checked as they arrive (:class:`adapters.CheckedBatches`)."""
     if knobs["cache"]:
         raise ValueError(
             f"cache=True needs the training set as tensors in memory (Tensors or (x, y)): the cache key "
             f"holds their content; got a {type(train).__name__}, so pass cache=False"
         )
-    return adapters.CheckedBatches(adapters.as_loader(train, knobs["batch_size"], knobs["seed"]), classes)
+    loader = adapters.as_loader(train, knobs["batch_size"], knobs["seed"])
+    return adapters.CheckedBatches(loader, classes, keys=keys)
+
+
+def _wrap(model: nn.Module, keys: Sequence[str] | None, output: Callable[[Any], Tensor] | None) -> nn.Module:
+    """``model`` taking kdlab's one input tensor (:func:`kdlab.inputs.keyword_inputs`) and giving logits
+    (:func:`kdlab.adapters.select_logits`), through hooks; :func:`_release` removes them."""
+    return adapters.select_logits(inputs.keyword_inputs(model, keys), output)
+
+
+def _release(result: nn.Module) -> None:
+    for model in result if isinstance(result, nn.ModuleList) else [result]:
+        inputs.restore_inputs(adapters.restore_output(model))
+
+
+def _probe(call: Callable[[], Any], keys: Sequence[str] | None) -> Any:
+    """``call()``, which runs the models on a probe batch; with the dict batches' keyword inputs, a
+    model's ``TypeError`` (a forward that takes no such keyword) is re-raised naming them."""
+    try:
+        return call()
+    except TypeError as error:
+        if keys is None or len(keys) < 2:
+            raise
+        raise TypeError(
+            f"the models are called with the dict batches' inputs {list(keys)} as keywords, and one failed: "
+            f"{error}"
+        ) from error
 
 
 def distill(
@@ -176,6 +207,12 @@ def distill(
     as it was exported (:class:`kdlab.adapters.ExportedModule`); ``train``/``test`` may also be an
     ``(x, y)`` pair of NumPy arrays.
 
+    Dict batches, as Hugging Face datasets and collators give them (``{"pixel_values": ..., "labels":
+    ...}``, ``{"input_ids": ..., "attention_mask": ..., "token_type_ids": ..., "labels": ...}``, or
+    one such dict of tensors as the whole training set): the attention mask and token types are
+    passed to both models as keywords, so padded batches work (:mod:`kdlab.inputs`); test and val
+    sets need the training batches' keys, each padded to one length.
+
     Models that return more than logits (a Hugging Face ``ModelOutput`` or dict with ``logits``, a
     tuple with the logits first) work as they are: kdlab reads their logits
     (:func:`kdlab.adapters.logits_of`), or ``output(model_output)`` when ``output`` is given, through
@@ -189,8 +226,8 @@ def distill(
     an empty ``train`` or ``test``, NaN or infinite inputs (naming the rows; a loader's batches
     are checked as they arrive), uint8 inputs (convert with ``.float() / 255``), inputs of another
     floating dtype than the models' parameters, a dict batch without one input key and one label
-    key (``pixel_values``/``input_ids``... and ``labels``), or with a padded ``attention_mask`` or
-    another key (kdlab calls a model with one input tensor; :func:`kdlab.adapters.as_pair`).
+    key (``pixel_values``/``input_ids``... and ``labels``) or with another key (named), models that
+    cannot take its keyword inputs, test or val batches with other keys or of several lengths.
     """
     _checks.choice("method", method, METHODS)
     entry = registry.method(method)
@@ -208,28 +245,28 @@ def distill(
             "teacher's key, which cannot hold your selector; pass copy.deepcopy(teacher) instead"
         )
     own_student = as_factory(student, "student")
+    keys = adapters.input_keys(train)
 
     def make_student() -> nn.Module:
-        return adapters.select_logits(own_student(), output)
+        return _wrap(own_student(), keys, output)
 
-    adapters.select_logits(teacher, output)
+    _wrap(teacher, keys, output)
     try:
-        result = _distill(entry, method, teacher, make_student, train, test, knobs)
+        result = _distill(entry, method, teacher, make_student, train, test, knobs, keys)
     finally:
-        adapters.restore_output(teacher)
-    for model in result.model if isinstance(result.model, nn.ModuleList) else [result.model]:
-        adapters.restore_output(model)
+        _release(teacher)
+    _release(result.model)
     return result
 
 
 def _distill(
     entry: Any, method: str, teacher: nn.Module, make_student: Callable[[], nn.Module], train: adapters.Data,
-    test: adapters.Data | None, knobs: dict[str, Any],
+    test: adapters.Data | None, knobs: dict[str, Any], keys: Sequence[str] | None,
 ) -> Result:
     where = runtime.device(knobs["device"])
     knobs["device"] = where
-    tensors, test_set = _prepare(train, test, where)
-    val_set = _validation(knobs["val"], test_set)
+    tensors, test_set = _prepare(train, test, where, keys)
+    val_set = _validation(knobs["val"], test_set, keys)
     knobs["val"] = val_set
     if tensors is None and entry.tensors_only:
         raise ValueError(
@@ -240,10 +277,10 @@ def _distill(
     probe = adapters.first_batch(tensors if tensors is not None else train)[0].to(where)
     first_student = make_student().to(where)
     _check_dtypes(tensors, probe, test_set, {"teacher": teacher, "student": first_student})
-    classes = adapters.check_classes(teacher, first_student, probe)
+    classes = _probe(lambda: adapters.check_classes(teacher, first_student, probe), keys)
     _check_labels(tensors, test_set, classes)
     _check_val(val_set, {"teacher": teacher, "student": first_student}, classes)
-    data = tensors if tensors is not None else _loader(train, knobs, classes)
+    data = tensors if tensors is not None else _loader(train, knobs, classes, keys)
     return entry.run(teacher, make_student, data, test_set, knobs, classes)
 
 
@@ -275,27 +312,31 @@ def mutual(
     _check_numbers(knobs)
     if isinstance(cohort, nn.Module) and not isinstance(cohort, nn.ModuleList):
         raise TypeError("cohort must be a sequence of students (modules or factories), got a single module")
-    factories = [as_factory(s, f"cohort[{k}]") for k, s in enumerate(cohort)]
-    if len(factories) < 2:
-        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(factories)}")
+    owns = [as_factory(s, f"cohort[{k}]") for k, s in enumerate(cohort)]
+    if len(owns) < 2:
+        raise ValueError(f"a cohort needs at least 2 students (K >= 2), got {len(owns)}")
+    keys = adapters.input_keys(train)
+    factories = [lambda own=own: _wrap(own(), keys, None) for own in owns]
     where = runtime.device(knobs["device"])
     knobs["device"] = where
-    tensors, test_set = _prepare(train, test, where)
+    tensors, test_set = _prepare(train, test, where, keys)
     probe = adapters.first_batch(tensors if tensors is not None else train)[0].to(where)
     students = {f"cohort[{k}]": make().to(where) for k, make in enumerate(factories)}
     _check_dtypes(tensors, probe, test_set, students)
-    classes = {adapters.num_classes(student, probe, role) for role, student in students.items()}
+    classes = _probe(lambda: {adapters.num_classes(m, probe, role) for role, m in students.items()}, keys)
     if len(classes) != 1:
         raise ValueError(
             f"every student of a cohort must predict the same number of classes, got {sorted(classes)}"
         )
     (count,) = classes
     _check_labels(tensors, test_set, count)
-    knobs["val"] = _validation(knobs["val"], test_set)
+    knobs["val"] = _validation(knobs["val"], test_set, keys)
     _check_val(knobs["val"], students, count)
     knobs["students"] = factories
-    data = tensors if tensors is not None else _loader(train, knobs, count)
-    return entry.run(None, factories[0], data, test_set, knobs, count)
+    data = tensors if tensors is not None else _loader(train, knobs, count, keys)
+    result = entry.run(None, factories[0], data, test_set, knobs, count)
+    _release(result.model)
+    return result
 
 
 def knobs_of(method: str) -> dict[str, Any]:
