@@ -157,7 +157,8 @@ def distill(
     Methods and their knobs, as :data:`kdlab.methods.registry.METHODS` lists them (each method's
     knobs with the training knobs ``epochs``, ``lr``,
     ``batch_size``, ``seed``, ``optimizer``, ``weight_decay``, ``schedule``, ``device``,
-    ``progress``, ``cache``, and ``checkpoint``, ``resume``, ``val``, ``log``, ``tensorboard``, which
+    ``progress``, ``cache``, and ``checkpoint``, ``resume``, ``val``, ``log``, ``tensorboard``,
+    ``callbacks``, which
     go only to the stage that trains the returned model, e.g. FitNets' KD stage, FSP's training
     stage, Born-Again's last generation):
 
@@ -170,6 +171,9 @@ def distill(
     - ``log`` (a CSV path): one row per epoch, the History's keys, appended as each finishes.
     - ``tensorboard`` (a folder): the same rows as TensorBoard scalars, step = epoch (needs the
       ``tensorboard`` package, the extra ``kdlab[tensorboard]``). Neither log is in the cache key.
+    - ``callbacks``: a function, or a list of them, called as ``callback(row, model)`` after each
+      epoch with its History row and the model (e.g. to send metrics elsewhere); they watch and
+      should not change the model. Not in the cache key: a cache hit trains, and calls, nothing.
 
     - ``"hinton"``: Hinton, Vinyals & Dean (2015), eq. 2's soft targets,
       ``alpha * T^2 KL(p_t^T || p_s^T) + (1 - alpha) CE(y, p_s)``
@@ -299,10 +303,10 @@ def mutual(
     ``eval_every``, and the training knobs of :func:`distill`. Returns the trained cohort
     (``nn.ModuleList``; student k is ``cohort[k]``) and the History of
     :func:`kdlab.methods.mutual.evaluation` (``test_error/k``, ``test_error/ensemble``...), through
-    :func:`kdlab.methods.mutual.train` (tensors or a loader). ``checkpoint``, ``resume``, ``log``
-    and ``tensorboard`` as in :func:`distill`; with ``val`` one epoch is chosen for the whole cohort,
-    the one with the fewest val errors averaged over its students (``val_error``; each student's is
-    ``val_error/k``). The data are checked as in :func:`distill`, before any training.
+    :func:`kdlab.methods.mutual.train` (tensors or a loader). ``checkpoint``, ``resume``, ``log``,
+    ``tensorboard`` and ``callbacks`` as in :func:`distill`; with ``val`` one epoch is chosen for the
+    whole cohort, the one with the fewest val errors averaged over its students (``val_error``; each
+    student's is ``val_error/k``). The data are checked as in :func:`distill`, before any training.
     """
     entry = registry.method("mutual")
     fixed = sorted(set(knobs) & {"students", "cohort"})

@@ -296,14 +296,20 @@ def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError(f"--test-fraction must be a number in (0, 1), got {options['test_fraction']!r}")
     knobs = {**file_knobs, **flag_knobs}
     knobs.setdefault("progress", False)
-    defaults = api.knobs_of(options["method"])
+    if "callbacks" in knobs:
+        raise ValueError(
+            "knob callbacks takes Python functions, which a command line or config.yaml cannot hold: call "
+            "kdlab.distill(..., callbacks=[...]) from Python, or give -p log=<a CSV path> or "
+            "-p tensorboard=<a folder>"
+        )
+    defaults = {k: v for k, v in api.knobs_of(options["method"]).items() if k not in ("device", "callbacks")}
     unknown = sorted(set(knobs) - set(defaults))
     if unknown:
         raise ValueError(
             f"unknown knob(s) {unknown} for method {options['method']!r} (-p or knobs:); its knobs are "
-            f"{sorted(k for k in defaults if k != 'device')}"
+            f"{sorted(defaults)}"
         )
-    knobs = {k: v for k, v in {**defaults, **knobs}.items() if k != "device"}
+    knobs = {**defaults, **knobs}
     for name, value in knobs.items():
         _check_writable(f"knob {name}", value)
     if isinstance(knobs["seed"], bool) or not isinstance(knobs["seed"], int):

@@ -1,15 +1,25 @@
 """Where :func:`kdlab.train.fit` writes each finished epoch's row besides its History: a CSV file
 (``log=``) and, when the ``tensorboard`` package is installed, TensorBoard event files
-(``tensorboard=``, a folder; ``pip install 'kdlab[tensorboard]'``)."""
+(``tensorboard=``, a folder; ``pip install 'kdlab[tensorboard]'``).
+
+Both are callbacks, as a user's own are (``fit(callbacks=[...])``): called as ``callback(row,
+model)`` after each epoch, with the epoch's row of the History (``epoch``, the loss terms,
+``test_error``...) and the model; one with a ``close()`` method is closed when training ends."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from torch import nn
+
+# A callback: called with each finished epoch's row and the model, after fit has logged, evaluated and
+# checkpointed the epoch.
+Callback = Callable[[Mapping[str, float], nn.Module], None]
 
 
 def write_csv(path: Path, rows: list[dict[str, float]], append: bool = False) -> None:
@@ -24,6 +34,18 @@ def write_csv(path: Path, rows: list[dict[str, float]], append: bool = False) ->
         if not header and rows:
             writer.writeheader()
         writer.writerows(rows)
+
+
+class CSV:
+    """Each epoch's row appended to the CSV at ``path`` as it finishes; made with the rows a resumed run
+    restored (written anew: a fresh run starts the file anew)."""
+
+    def __init__(self, path: str | os.PathLike, restored: list[dict[str, float]]) -> None:
+        self.path = Path(path)
+        write_csv(self.path, restored)
+
+    def __call__(self, row: Mapping[str, float], model: nn.Module) -> None:
+        write_csv(self.path, [dict(row)], append=True)
 
 
 class TensorBoard:
@@ -49,6 +71,9 @@ class TensorBoard:
                 if name != "epoch" and isinstance(value, (int, float)):
                     self.writer.add_scalar(name, value, global_step=int(row["epoch"]))
         self.writer.flush()
+
+    def __call__(self, row: Mapping[str, float], model: nn.Module) -> None:
+        self.write([row])
 
     def close(self) -> None:
         self.writer.close()

@@ -17,7 +17,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +254,7 @@ def fit(
     log: str | os.PathLike | None = None,
     tensorboard: str | os.PathLike | None = None,
     validate: Evaluate | None = None,
+    callbacks: Sequence[loggers.Callback] | loggers.Callback = (),
 ) -> History:
     """Train ``model`` in place for ``epochs`` epochs over ``train``, minimising ``objective``.
 
@@ -282,6 +283,9 @@ def fit(
       row); a fresh run starts the file anew, a resumed one rewrites the rows it restored.
       ``tensorboard`` (a folder): each epoch's row as TensorBoard scalars, step = epoch (needs the
       ``tensorboard`` package; without it, an error before any training; :mod:`kdlab.loggers`).
+      ``callbacks``: functions called as ``callback(row, model)`` after each epoch, with its row
+      (the History's) and ``model``, after it is checkpointed; they watch (metrics elsewhere, early
+      warnings), so they should not change ``model``. Under ``torchrun``, all three on rank 0 only.
     - A non-finite term stops the run with ``FloatingPointError`` naming the epoch and the term;
       the checkpoint of the last good epoch is kept.
     - On CUDA with ``amp``, the objective runs under bf16 autocast.
@@ -314,9 +318,7 @@ def fit(
     start_epoch = 0
     if resume and path is not None and path.exists():
         start_epoch = _restore(path, model, optimizer, scheduler, train, history, where, best)
-    if log is not None and ctx.is_main:
-        loggers.write_csv(Path(log), history.epochs)
-    board = loggers.TensorBoard(tensorboard) if tensorboard is not None and ctx.is_main else None
+    watchers = _callbacks(callbacks, log, tensorboard, history) if ctx.is_main else []
     step = _Step(trained, model, optimizer, _autocast(where, amp), ctx, after_step)
     cut = dry_run.cut()  # every epoch and batch, unless this is a dry run
     bar = tqdm(
@@ -348,20 +350,40 @@ def fit(
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "test_error")})
             if path is not None and ctx.is_main:
                 _save(path, model, optimizer, scheduler, train, history, epoch + 1, best)
-            if log is not None and ctx.is_main:
-                loggers.write_csv(Path(log), [row], append=True)
-            if board is not None:
-                board.write([row])
+            for watch in watchers:
+                watch(row, model)
             distributed.barrier(ctx)
         cut.finish(history, epochs, desc, train, model, objective)
     finally:
         bar.close()
-        if board is not None:
-            board.close()
+        for watch in watchers:
+            if hasattr(watch, "close"):
+                watch.close()
     if validate is not None and best.state is not None:
         model.load_state_dict(best.state)
         history.best_epoch = best.epoch
     return history
+
+
+def _callbacks(
+    given: Sequence[loggers.Callback] | loggers.Callback,
+    log: str | os.PathLike | None,
+    tensorboard: str | os.PathLike | None,
+    history: History,
+) -> list[loggers.Callback]:
+    """The CSV log, the TensorBoard events and the user's ``given`` callbacks (a list, or one function),
+    checked before training."""
+    given = [given] if callable(given) else list(given)
+    for k, callback in enumerate(given):
+        if not callable(callback):
+            raise TypeError(
+                f"callbacks[{k}] must be a function called as callback(row, model) after each epoch, got "
+                f"{type(callback).__name__}"
+            )
+    made: list[loggers.Callback] = [loggers.CSV(log, history.epochs)] if log is not None else []
+    if tensorboard is not None:
+        made.append(loggers.TensorBoard(tensorboard))
+    return [*made, *given]
 
 
 @dataclass

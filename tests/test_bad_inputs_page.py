@@ -106,10 +106,11 @@ def command(*argv: str) -> None:
     raise Printed(printed.getvalue())
 
 
-def student_spec() -> None:
+def distill_command(student: str, *flags: str) -> None:
+    """``kdlab distill`` of a saved mlp into ``student`` on 40 digits, with ``flags``."""
     with tempfile.TemporaryDirectory() as folder:
         torch.save(mlp(), Path(folder) / "t.pt")
-        spec = ["--teacher", f"{folder}/t.pt", "--student", "os.system('echo hi')"]
+        spec = ["--teacher", f"{folder}/t.pt", "--student", student, *flags]
         command("distill", *spec, *"--data digits --train-size 40 --test-size 20 --out TMP/out".split())
 
 
@@ -174,7 +175,8 @@ CASES: dict[str, Callable[[], object]] = {
     "test-of-several-lengths": lambda: distill(
         tokens(40, 12), DataLoader([tokens(10, 12), tokens(10, 14)], batch_size=None)
     ),
-    "cli-student-spec": student_spec,
+    "cli-student-spec": lambda: distill_command("os.system('echo hi')"),
+    "cli-callbacks": lambda: distill_command("mlp((64, 16, 10))", "-p", "callbacks=['print']"),
     "cli-unknown-chapter": lambda: command("--root", str(ROOT), "run", "nosuchchapter", "--out", "TMP"),
     "cli-cuda-without-cuda": run_on_cuda_without_it,
     "mutual-one-student": lambda: kdlab.mutual([mlp], digits().train, **FIT),

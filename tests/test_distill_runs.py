@@ -228,3 +228,36 @@ def test_tsne_and_mutual_write_the_logs_and_key_val_but_not_the_logs(kind, parts
     run(kind, parts, val=val, cache=True, epochs=2, log=tmp_path / "again.csv", checkpoint=tmp_path / "c.pt")
     assert len(list(folder.rglob("*.pt"))) == 2 + (kind == "tsne")  # tsne also caches its P matrices
     assert not (tmp_path / "again.csv").exists()  # a hit trains nothing and writes no log
+
+
+@pytest.mark.parametrize("kind", ["hinton", "born_again", "tsne", "mutual"])
+def test_callbacks_see_each_epochs_row_and_the_model_of_the_last_stage(kind, parts, tmp_path, monkeypatch):
+    teacher, tr, _, test = parts
+    seen = []
+
+    def watch(row, model):
+        seen.append((dict(row), model))
+
+    def call(**extra):
+        if kind in ("tsne", "mutual"):
+            return run(kind, parts, **extra)
+        knobs = {**KNOBS, "method": kind, **({"generations": 2} if kind == "born_again" else {})}
+        return kdlab.distill(teacher, student, tr, test, **{**knobs, **extra})
+
+    model, history = call(callbacks=watch)  # one function, or a list of them
+    assert [row for row, _ in seen] == history.epochs  # Born-Again: the last generation's epochs only
+    assert all(type(m) is type(model) for _, m in seen)
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "kd-cache"))
+    for calls in (2, 0):  # stored, then a hit: the same key, and no epoch to call back
+        seen.clear()
+        call(cache=True, epochs=2, callbacks=[watch])
+        assert len(seen) == calls
+
+
+def test_a_callback_that_is_not_a_function_is_refused_before_training(parts, monkeypatch):
+    teacher, tr, _, test = parts
+    trained = []
+    monkeypatch.setattr(train._Step, "run", lambda *args: trained.append(1))
+    with pytest.raises(TypeError, match=r"callbacks\[1\] must be a function called as .* got str"):
+        kdlab.distill(teacher, student, tr, test, callbacks=[print, "log.csv"], **KNOBS)
+    assert not trained

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from kdlab import cache as kd_cache
-from kdlab import models, runtime, train
+from kdlab import loggers, models, runtime, train
 from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.train import History, Objective
@@ -75,7 +75,7 @@ NOT_KEYED = ("cache", "device", "progress", "desc")
 # How a run is kept and watched, never what it computes: a resumed run equals an unbroken one, and a
 # cache hit trains nothing and writes no log. A recipe that takes these passes them to its fit; its key
 # leaves them out (``val`` is keyed: it chooses the returned epoch).
-RUN_KNOBS_NOT_KEYED = ("checkpoint", "resume", "log", "tensorboard")
+RUN_KNOBS_NOT_KEYED = ("checkpoint", "resume", "log", "tensorboard", "callbacks")
 
 
 def as_factory(model: ModelOrFactory, role: str = "student") -> Callable[[], nn.Module]:
@@ -192,6 +192,7 @@ def train_model(
     val: Tensors | tuple[Tensor, Tensor] | None = None,
     log: str | os.PathLike | None = None,
     tensorboard: str | os.PathLike | None = None,
+    callbacks: Sequence[loggers.Callback] | loggers.Callback = (),
 ) -> Plan:
     """Seed with ``seed``, build ``model`` (a factory, or a module whose copy is trained) and
     :func:`~kdlab.train.fit` it on ``data`` with ``objective``; returns the :class:`Result`
@@ -208,7 +209,8 @@ def train_model(
     they are not keyed), ``log`` (a CSV of the epochs' rows), ``tensorboard`` (a folder of
     TensorBoard events; neither log is keyed: a cache hit trains nothing and writes none) and
     ``val`` (a validation split: the weights of the epoch with the fewest val errors are returned,
-    ``History.best_epoch`` names it; keyed, as it changes the result) go to :func:`~kdlab.train.fit`.
+    ``History.best_epoch`` names it; keyed, as it changes the result) and ``callbacks`` (called with
+    each epoch's row and the model; not keyed) go to :func:`~kdlab.train.fit`.
     """
     make = as_factory(model, "model")
     where = runtime.device(device)
@@ -237,6 +239,7 @@ def train_model(
             net, loader, objective, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
             schedule=schedule, test=test, device=where, after_step=models.constrain_, progress=progress,
             desc=desc, checkpoint=checkpoint, resume=resume, val=val, log=log, tensorboard=tensorboard,
+            callbacks=callbacks,
         )
 
     return Plan(make, run)

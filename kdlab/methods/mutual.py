@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab import _checks, dry_run, metrics, runtime
+from kdlab import _checks, dry_run, loggers, metrics, runtime
 from kdlab.augment import Augment
 from kdlab.data import TensorLoader, Tensors
 from kdlab.losses.mutual import mutual_terms
@@ -196,6 +196,7 @@ def fit_cohort(
     val: Tensors | None = None,
     log: str | os.PathLike | None = None,
     tensorboard: str | os.PathLike | None = None,
+    callbacks: Sequence[loggers.Callback] | loggers.Callback = (),
 ) -> tuple[nn.ModuleList, History]:
     """Train built ``students`` as a cohort on ``train`` with :func:`objective` (``update``...).
 
@@ -207,11 +208,11 @@ def fit_cohort(
     ``eval_every`` epochs and at the last one. Returns the cohort and its
     :class:`~kdlab.train.History`.
 
-    ``checkpoint``, ``resume``, ``log`` and ``tensorboard`` are :func:`~kdlab.train.fit`'s. With
-    ``val``, the cohort is scored on it every epoch (``val_error/k``, ``val_error/ensemble``...) and
-    the weights of the epoch with the fewest val errors averaged over the students (``val_error``,
-    the same as ``val_error/mean``) are returned, as one cohort: the students are trained together,
-    so one epoch is chosen for all of them.
+    ``checkpoint``, ``resume``, ``log``, ``tensorboard`` and ``callbacks`` are
+    :func:`~kdlab.train.fit`'s. With ``val``, the cohort is scored on it every epoch
+    (``val_error/k``, ``val_error/ensemble``...) and the weights of the epoch with the fewest val
+    errors averaged over the students (``val_error``, the same as ``val_error/mean``) are returned,
+    as one cohort: the students are trained together, so one epoch is chosen for all of them.
     """
     students = cohort(students)
     where = runtime.device(device)
@@ -230,6 +231,7 @@ def fit_cohort(
         optimizer=_optimizer(optimizer, parameters, lr, weight_decay, betas), schedule=schedule,
         evaluate=evaluate, device=where, progress=progress, desc=desc, checkpoint=checkpoint, resume=resume,
         val=val, validate=_cohort_val(val) if val is not None else None, log=log, tensorboard=tensorboard,
+        callbacks=callbacks,
     )
     return students, history
 

@@ -28,13 +28,13 @@ from kdlab.methods.common import Result, train_model
 TRAINING_KNOBS: Mapping[str, Any] = MappingProxyType({
     "epochs": 10, "lr": 1e-3, "batch_size": 128, "seed": 0, "optimizer": "adam", "weight_decay": 0.0,
     "schedule": None, "augment": None, "device": None, "progress": None, "cache": False,
-    "checkpoint": None, "resume": False, "val": None, "log": None, "tensorboard": None,
+    "checkpoint": None, "resume": False, "val": None, "log": None, "tensorboard": None, "callbacks": (),
 })
 
 # The training knobs that go only to the stage that trains the returned model (the last stage of a
 # two-stage method, the last generation of Born-Again): fit's checkpoint and resume, the validation
-# split that selects the returned epoch, and the CSV and TensorBoard logs of its epochs.
-LAST_STAGE_KNOBS = ("checkpoint", "resume", "val", "log", "tensorboard")
+# split that selects the returned epoch, the CSV and TensorBoard logs of its epochs and the callbacks.
+LAST_STAGE_KNOBS = ("checkpoint", "resume", "val", "log", "tensorboard", "callbacks")
 
 # Hinton et al. (2015) used T = 20 on MNIST; alpha = 0.9 weights the soft term as the book's chapters do.
 HINTON_TEMPERATURE, HINTON_ALPHA = 20.0, 0.9

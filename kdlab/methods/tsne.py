@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kdlab import _checks, features, losses, runtime
+from kdlab import _checks, features, loggers, losses, runtime
 from kdlab import cache as kd_cache
 from kdlab.data import Tensors
 from kdlab.losses.tsne import tsne_loss, tsne_p, tsne_q
@@ -252,6 +252,7 @@ def distill(
     val: Tensors | tuple[Tensor, Tensor] | None = None,
     log: str | os.PathLike | None = None,
     tensorboard: str | os.PathLike | None = None,
+    callbacks: Sequence[loggers.Callback] | loggers.Callback = (),
 ) -> Plan:
     """Train a student (a factory seeded by ``seed``, or a module's copy) with tsneNet's hybrid
     loss; returns ``(student, History)``.
@@ -263,9 +264,9 @@ def distill(
     measure what precomputing saves: the result is the same). ``beta=0`` is the student alone;
     ``temperature`` and ``alpha`` add Hinton's soft targets (see :func:`objective`). With
     ``cache=True`` the trained student is trained once per key
-    (:func:`kdlab.methods.common.recipe`). ``checkpoint``, ``resume``, ``val``, ``log`` and
-    ``tensorboard`` are :func:`~kdlab.train.fit`'s (``val`` is keyed, the others are not, as in
-    :func:`kdlab.methods.common.train_model`). Every knob is checked before anything runs.
+    (:func:`kdlab.methods.common.recipe`). ``checkpoint``, ``resume``, ``val``, ``log``,
+    ``tensorboard`` and ``callbacks`` are :func:`~kdlab.train.fit`'s (``val`` is keyed, the others
+    are not, as in :func:`kdlab.methods.common.train_model`). Every knob is checked before anything runs.
     """
     _check_knobs(beta, tsne_alpha, temperature, alpha)
     _checks.at_least("batch_size", batch_size, 2)
@@ -295,6 +296,7 @@ def distill(
             model, FixedBatches(*tensors, seed=seed), step_objective, epochs=epochs, lr=lr,
             optimizer=optimizer, schedule=schedule, test=test, device=where, progress=progress, desc=desc,
             checkpoint=checkpoint, resume=resume, val=val, log=log, tensorboard=tensorboard,
+            callbacks=callbacks,
         )
 
     return Plan(make, run)
