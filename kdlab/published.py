@@ -13,7 +13,8 @@ published number beside its own.
   set's mean and standard deviation, which :func:`kdlab.data.load` applies (for CIFAR-100 about
   (0.5071, 0.4867, 0.4408) and (0.2675, 0.2565, 0.2761)). Its KD: :data:`CIFAR100_BENCHMARK_KD`
   (T = 4, weight 0.9 on the soft term, 0.1 on the labels); FitNets' hint weight 100
-  (:data:`CIFAR100_BENCHMARK_HINT_WEIGHT`); FSP's first stage 30 epochs
+  (:data:`CIFAR100_BENCHMARK_HINT_WEIGHT`; FitNets' own stage 2 is :data:`FITNETS_STAGE2`); FSP's
+  first stage 30 epochs
   (:data:`CIFAR100_BENCHMARK_FSP_STAGE_EPOCHS`). Its top-1 accuracies: :data:`CIFAR100_TOP1`.
 - :data:`DML_CIFAR100`: Deep Mutual Learning's CIFAR-100 setting (Zhang et al. 2018, section 4.1):
   SGD with Nesterov momentum 0.9, lr 0.1 divided by 10 every 60 epochs, 200 epochs, batch 64, the
@@ -38,6 +39,7 @@ __all__ = [
     "CIFAR100_BENCHMARK_KD",
     "CIFAR100_TOP1",
     "DIST_IMAGENET_TOP1",
+    "FITNETS_STAGE2",
     "DKD_NCKD_WEIGHT",
     "DKD_CIFAR100",
     "DML_CIFAR100",
@@ -52,6 +54,9 @@ CIFAR100_BENCHMARK: dict[str, Any] = dict(
 )
 CIFAR100_BENCHMARK_KD: dict[str, float] = dict(temperature=4.0, alpha=0.9)
 CIFAR100_BENCHMARK_HINT_WEIGHT = 100.0
+# FitNets' own stage 2 (Romero et al. 2015, sec. 3 and their code): CE + lambda H(P_T^tau, P_S^tau),
+# lambda decayed linearly from 4, tau = 3, no tau^2 (kdlab.methods.fitnets.distill's form="paper").
+FITNETS_STAGE2: dict[str, Any] = dict(form="paper", alpha=4.0, temperature=3.0)
 CIFAR100_BENCHMARK_FSP_STAGE_EPOCHS = 30
 
 # Top-1 test accuracy (%) on CIFAR-100, (teacher, student) -> {model: accuracy}: Tian et al. 2020,

@@ -69,6 +69,11 @@ def test_regressor_shapes_and_parameter_counts_by_hand():
     fc = fitnets.make_regressor(student, teacher, hint="relu2", guided="relu2", example=x, kind="fc")
     assert sum(p.numel() for p in fc.parameters()) == 2 * 8 * 8 * 5 * 4 * 4 + 5 * 4 * 4
     assert fc(fitnets.features_until(student, "relu2", x)).shape == (2, 5, 4, 4)
+    # Counted on the meta device, without building them: the same numbers.
+    for guided, kind, count in (("relu3", "conv", 3 * 5 + 5), ("relu2", "conv", 5 * 5 * 2 * 5 + 5),
+                                ("relu2", "fc", 2 * 8 * 8 * 5 * 4 * 4 + 5 * 4 * 4)):
+        size = fitnets.regressor_size(student, teacher, hint="relu2", guided=guided, example=x, kind=kind)
+        assert size == count
 
 
 def test_unknown_hint_or_guided_layer_names_the_role_and_lists_layers():

@@ -93,6 +93,23 @@ def make_regressor(
     connected one otherwise); ``kind="fc"``: always fully connected, to compare parameter
     counts. ``relu=True`` gives r the ReLU that ends the hint layers used in the book.
     """
+    return models.regressor(*_regressor_shapes(student, teacher, hint, guided, example, kind), relu=relu)
+
+
+def regressor_size(
+    student: nn.Module, teacher: nn.Module, *, hint: str, guided: str, example: Tensor, kind: str = "conv"
+) -> int:
+    """The parameter count of :func:`make_regressor`'s regressor, built on the meta device: nothing is
+    allocated (a fully connected regressor between two 128x16x16 maps has a billion weights)."""
+    shapes = _regressor_shapes(student, teacher, hint, guided, example, kind)
+    with torch.device("meta"):
+        return sum(p.numel() for p in models.regressor(*shapes).parameters())
+
+
+def _regressor_shapes(
+    student: nn.Module, teacher: nn.Module, hint: str, guided: str, example: Tensor, kind: str
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The regressor's input shape (the guided layer's, flattened for ``kind="fc"``) and output shape."""
     _checks.choice("kind", kind, REGRESSORS)
     features.check_layers(teacher, hint, "hint layer")
     features.check_layers(student, guided, "guided layer")
@@ -100,7 +117,7 @@ def make_regressor(
     teacher_shape = feature_shape(teacher, hint, example)
     if kind == "fc":
         student_shape = (math.prod(student_shape),)
-    return models.regressor(student_shape, teacher_shape, relu=relu)
+    return student_shape, teacher_shape
 
 
 def hint_features(teacher: nn.Module, x: Tensor, hint: str, batch_size: int = 1000) -> Tensor:

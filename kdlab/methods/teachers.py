@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab import _checks, data, models
+from kdlab import _checks, data, models, published
 from kdlab.augment import JITTER, Augment
 from kdlab.data import Split
 from kdlab.methods.common import Result, train_model
@@ -91,3 +91,17 @@ def book_teacher(profile: str, device: str | torch.device | None = None) -> Resu
     if device is not None:
         mnist = mnist.to(device)
     return teacher(mnist, "lenet", device=device, **recipe)
+
+
+def benchmark_teacher(
+    name: str, split: Split, *, epochs: int | None = None, device: str | torch.device | None = None
+) -> Result:
+    """The CIFAR-100 benchmark's teacher ``name`` (:func:`kdlab.models.create`, e.g. ``"resnet32x4"``)
+    trained with the benchmark's recipe (:data:`kdlab.published.CIFAR100_BENCHMARK`: SGD, 240 epochs
+    unless ``epochs`` says otherwise, crop and flip) on ``split.train`` with seed 0, evaluated on
+    ``split.test``, cached: the ``full`` profiles of the chapters that distil from it share one entry."""
+    recipe = {**published.CIFAR100_BENCHMARK, **({"epochs": epochs} if epochs is not None else {})}
+    return train_model(
+        lambda: models.create(name, num_classes=split.num_classes), split.train, test=split.test, seed=0,
+        cache=True, device=device, desc=f"teacher {name}", **recipe,
+    )
