@@ -147,6 +147,16 @@ class History:
             raise ValueError("no epoch was selected: fit(val=...) selects one")
         return self[key][self.best_epoch - 1]
 
+    def peak(self, key: str, lower: bool = False) -> float:
+        """The best value of ``key`` over the epochs, the highest (the lowest with ``lower``): chosen by
+        looking at ``key`` itself, so for a test metric it is the test-selected number that the
+        CIFAR-100 benchmark's code reports (its best test accuracy), optimistic; label it as such
+        beside :meth:`last`, and select on a ``val`` split (:meth:`best`) for a fair one."""
+        values = [v for v in self[key] if not math.isnan(v)]
+        if not values:
+            raise ValueError(f"history has no value of {key!r}: no epoch has finished, or none logged it")
+        return min(values) if lower else max(values)
+
     def keys(self) -> list[str]:
         return list(self.epochs[-1]) if self.epochs else []
 

@@ -276,3 +276,13 @@ def test_method_knobs_reach_their_method_and_bad_ones_fail_at_once(setting):
         _with(setting, method_knobs={"dkd": {"beta": 6.0}})
     with pytest.raises(ValueError, match="method must be one of"):
         _with(setting, method_knobs={"crd": {}})
+
+
+def test_test_every_epoch_gives_each_students_history_its_test_errors(setting):
+    arms = [compare.ALONE, "Hinton KD", "FitNets"]
+    plain = compare.run_seed(setting, 0, arms)
+    watched = compare.run_seed(_with(setting, test_every_epoch=True, epochs=2), 0, arms)
+    for arm in arms:
+        assert "test_error" not in plain[arm].histories[-1].keys()
+        history = watched[arm].histories[-1]  # the last stage, which trains the returned student
+        assert len(history["test_error"]) == 2 and history.last("test_error") == watched[arm].error

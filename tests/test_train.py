@@ -195,6 +195,16 @@ def test_history_round_trips_and_names_missing_keys():
         history["test_error"]
 
 
+def test_peak_is_the_best_epochs_value_beside_the_last():
+    # An evaluation every other epoch leaves NaN in between (mutual learning's eval_every).
+    rows = [0.60, float("nan"), 0.72, 0.70]
+    history = History([{"epoch": k + 1.0, "test_accuracy": v} for k, v in enumerate(rows)])
+    assert history.peak("test_accuracy") == 0.72 and history.last("test_accuracy") == 0.70
+    assert history.peak("test_accuracy", lower=True) == 0.60
+    with pytest.raises(ValueError, match="no value of 'loss'"):
+        History([{"epoch": 1.0, "loss": float("nan")}]).peak("loss")
+
+
 def test_train_model_takes_a_loader_and_trains_as_from_the_same_tensors():
     # The same tensors, seed and batch size, once as tensors and once as a loader made outside:
     # train_model builds that very loader from the tensors, so the weights must be identical.

@@ -49,7 +49,9 @@ class Setting:
     the ``fsp_pairs`` (the same layer names in both nets) and the DML ``cohort`` size; any other
     knob of a registry method in ``method_knobs`` (``{"dkd": {"nckd_weight": 6.0}}``). With
     ``cache`` every trained student is stored and reloaded; ``cache=False`` trains every student
-    afresh and stores nothing (the teacher is the caller's).
+    afresh and stores nothing (the teacher is the caller's). ``test_every_epoch`` evaluates each
+    student on ``test`` after every epoch (its History's ``test_error``, for last- and best-epoch
+    figures, :meth:`kdlab.train.History.peak`); off, only the trained students are evaluated.
     """
 
     train: Tensors
@@ -73,6 +75,7 @@ class Setting:
     cohort: int = 2
     method_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cache: bool = True
+    test_every_epoch: bool = False
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
@@ -205,7 +208,10 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         errors = [student_errors(s.to(where), test) for s in students]
         runs[label] = Run(label, seed, students[0].to(where), errors, histories)
 
-    alone, alone_history = train_model(setting.make_student, train, desc=f"alone, seed {seed}", **training)
+    every_epoch = test if setting.test_every_epoch else None
+    alone, alone_history = train_model(
+        setting.make_student, train, test=every_epoch, desc=f"alone, seed {seed}", **training
+    )
     add(ALONE, [alone], [alone_history])
     rows = [(entry.label, name, _method_knobs(setting, name)) for name, entry in registry.METHODS.items()]
     rows += [(label, name, dict(knobs)) for label, (name, knobs) in VARIANTS.items()]
@@ -215,7 +221,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         entry = registry.METHODS[name]
         knobs = entry.resolve({**training, **method_knobs})
         source = alone if name == "born_again" else teacher
-        result = entry.run(source, setting.make_student, train, None, knobs, classes)
+        result = entry.run(source, setting.make_student, train, every_epoch, knobs, classes)
         histories = list(result.stages.values())  # every stage, in order
         if name == "born_again":
             histories = [alone_history, *histories]
