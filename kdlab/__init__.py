@@ -31,10 +31,19 @@ __all__ = [
 ]
 
 
+# Modules that import every recipe (or optional packages), loaded on first use: kdlab.api, kdlab.export...
+LAZY_MODULES = ("adapters", "api", "augment", "export", "inputs", "loggers", "methods", "published", "text",
+                "userdata")
+
+
 def __getattr__(name: str):
     # kdlab.distill and kdlab.mutual (the practitioner's API) import every recipe: load them on first use.
     if name in ("distill", "mutual"):
         from kdlab import api
 
         return getattr(api, name)
+    if name in LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"kdlab.{name}")
     raise AttributeError(f"module 'kdlab' has no attribute {name!r}")

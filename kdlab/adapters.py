@@ -28,10 +28,14 @@ Batches = Iterable[tuple[Tensor, ...]]
 
 
 def logits_of(output: Any, select: Callable[[Any], Tensor] | None = None) -> Tensor:
-    """The logits in a model's ``output``: ``select(output)`` when given; else ``output`` itself
-    when it is a tensor; its ``logits`` (a Hugging Face ``ModelOutput``, or a mapping with a
-    ``"logits"`` key); or the first tensor of a tuple or list (models that return ``(logits,
-    features)``). Anything else is a ``TypeError`` that says what to pass."""
+    """The logits in a model's ``output``: ``output`` itself when it is a tensor (a selector is
+    then not called, so one ``select`` serves a teacher and a student of which only one returns
+    more than logits); else ``select(output)`` when given; its ``logits`` (a Hugging Face
+    ``ModelOutput``, or a mapping with a ``"logits"`` key); or the first tensor of a tuple or list
+    (models that return ``(logits, features)``). Anything else is a ``TypeError`` that says what to
+    pass."""
+    if isinstance(output, Tensor):
+        return output
     found = select(output) if select is not None else output
     if select is None and not isinstance(found, Tensor):
         if isinstance(found, Mapping) and "logits" in found:
@@ -91,6 +95,8 @@ def as_tensors(data: Any, name: str = "train") -> Tensors | None:
         return Tensors(*inputs.read(data, name))
     if isinstance(data, TensorDataset) and len(data.tensors) == 2:
         return Tensors(*data.tensors)
+    if isinstance(data, list) and data and isinstance(data[0], (tuple, list, Mapping)):
+        return None  # a list of examples, (x, y) or dicts: a map-style dataset, read batch by batch
     if isinstance(data, (tuple, list)):
         kinds = [type(t).__name__ for t in data]
         if len(data) != 2 or not all(isinstance(t, (Tensor, np.ndarray)) for t in data):
@@ -163,7 +169,7 @@ def input_keys(data: Any) -> tuple[str, ...] | None:
     ``DataLoader`` of dicts), for :func:`kdlab.inputs.keyword_inputs`; ``None`` for tuple batches."""
     if isinstance(data, Mapping):
         return inputs.keys_of(data, "train")[0]
-    if not isinstance(data, (Dataset, DataLoader)) or isinstance(data, TensorDataset):
+    if not isinstance(data, (Dataset, DataLoader, list)) or isinstance(data, TensorDataset):
         return None
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=2)
     batch = next(iter(loader), None)
@@ -172,11 +178,19 @@ def input_keys(data: Any) -> tuple[str, ...] | None:
 
 def check_tensors(tensors: Tensors, name: str) -> Tensors:
     """Refuse an empty set and NaN or infinite inputs, naming ``name`` (``"train"``, ``"test"``) and the
-    rows: ``train.x holds 3 NaN/inf values at rows [4, 9, 17]``."""
+    rows: ``train.x holds 3 NaN/inf values at rows [4, 9, 17]``. Returns ``tensors`` with integer labels
+    of another width (int32 from NumPy) as int64, which the losses take."""
     if len(tensors) == 0:
         raise ValueError(f"{name} holds no examples (x has shape {tuple(tensors.x.shape)})")
     _checks.finite_rows(f"{name}.x", tensors.x)
-    return tensors
+    return Tensors(tensors.x, long_labels(tensors.y))
+
+
+def long_labels(y: Any) -> Any:
+    """Integer labels ``y`` as int64 (the losses' dtype); anything else as it is (checked later)."""
+    if isinstance(y, Tensor) and not y.is_floating_point() and y.dtype not in (torch.int64, torch.bool):
+        return y.long()
+    return y
 
 
 def check_dtype(name: str, x: Tensor, models: Mapping[str, nn.Module]) -> None:
@@ -276,7 +290,7 @@ class CheckedBatches:
             x = torch.as_tensor(batch[0])
             _checks.finite_rows(f"{self.name} batch {k}: x", x, within=" of the batch")
             _checks.labels(f"{self.name} labels", batch[1], x.shape[0], self.classes)
-            yield batch
+            yield (batch[0], long_labels(torch.as_tensor(batch[1])), *batch[2:])
 
 
 # The name of CheckedBatches before it checked more than labels.

@@ -39,10 +39,11 @@ def _prepare(
     NaN/inf inputs before any training."""
     tensors = adapters.as_tensors(train, "train")
     test_set = adapters.materialize(test, "test", keys) if test is not None else None
-    for name, part in (("train", tensors), ("test", test_set)):
-        if part is not None:
-            adapters.check_tensors(part, name)
-    return (tensors.to(where) if tensors is not None else None), test_set
+    if tensors is not None:
+        tensors = adapters.check_tensors(tensors, "train").to(where)
+    if test_set is not None:
+        test_set = adapters.check_tensors(test_set, "test")
+    return tensors, test_set
 
 
 def _validation(
@@ -53,8 +54,7 @@ def _validation(
     there to avoid."""
     if val is None:
         return None
-    val_set = adapters.materialize(val, "val", keys)
-    adapters.check_tensors(val_set, "val")
+    val_set = adapters.check_tensors(adapters.materialize(val, "val", keys), "val")
     pairs = zip(val_set.tensors, test_set.tensors, strict=True) if test_set is not None else ()
     if test_set is not None and all(a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in pairs):
         raise ValueError(
@@ -120,18 +120,41 @@ def _release(result: nn.Module) -> None:
         inputs.restore_inputs(adapters.restore_output(model))
 
 
-def _probe(call: Callable[[], Any], keys: Sequence[str] | None) -> Any:
-    """``call()``, which runs the models on a probe batch; with the dict batches' keyword inputs, a
-    model's ``TypeError`` (a forward that takes no such keyword) is re-raised naming them."""
-    try:
-        return call()
-    except TypeError as error:
-        if keys is None or len(keys) < 2:
-            raise
-        raise TypeError(
-            f"the models are called with the dict batches' inputs {list(keys)} as keywords, and one failed: "
-            f"{error}"
-        ) from error
+def _classes(models: dict[str, nn.Module], probe: Tensor, keys: Sequence[str] | None) -> dict[str, int]:
+    """The number of classes each of ``models`` predicts on ``probe`` (two training examples). A model
+    that cannot run on them is named with their shape (an input of the wrong shape or channel count),
+    or with the dict batches' keyword inputs when a forward does not take them."""
+    found = {}
+    for role, model in models.items():
+        try:
+            found[role] = adapters.num_classes(model, probe, role)
+        except TypeError as error:
+            if keys is None or len(keys) < 2:
+                raise
+            raise TypeError(
+                f"the models are called with the dict batches' inputs {list(keys)} as keywords, and the "
+                f"{role} failed: {error}"
+            ) from error
+        except RuntimeError as error:
+            raise ValueError(
+                f"the {role} cannot run on the training inputs, of shape {tuple(probe.shape[1:])} per "
+                f"example ({probe.dtype}): {str(error).splitlines()[0]}; give inputs of the shape the {role} "
+                "takes (channels, height, width for an image model)"
+            ) from error
+    return found
+
+
+def _check_shapes(probe: Tensor, parts: dict[str, Tensors | None]) -> None:
+    """Refuse a test or val set whose examples are not shaped as the training examples (images and
+    features, where every example has one shape; token ids may differ in length)."""
+    if not probe.is_floating_point():
+        return
+    for name, part in parts.items():
+        if part is not None and part.x.shape[1:] != probe.shape[1:]:
+            raise ValueError(
+                f"{name}.x has examples of shape {tuple(part.x.shape[1:])}, the training set "
+                f"{tuple(probe.shape[1:])}: {name} must be shaped as train"
+            )
 
 
 def distill(
@@ -163,7 +186,8 @@ def distill(
     stage, Born-Again's last generation):
 
     - ``checkpoint`` (a path) and ``resume=True``: :func:`kdlab.train.fit`'s; a run killed and
-      resumed gives the same student as an unbroken one (bitwise on CPU). Not in the cache key.
+      resumed gives the same student as an unbroken one (bitwise on CPU), and a checkpoint of
+      another run (method, knobs, data, epochs) is refused. Not in the cache key.
     - ``val``: a validation split, in any form ``test`` takes (never the test set itself: that is
       refused). It is evaluated every epoch (``val_error``...) and the weights of the epoch with
       the fewest val errors are returned; ``history.best_epoch`` names it and ``history.best(key)``
@@ -272,6 +296,12 @@ def _distill(
     tensors, test_set = _prepare(train, test, where, keys)
     val_set = _validation(knobs["val"], test_set, keys)
     knobs["val"] = val_set
+    if entry.teacher_features and isinstance(teacher, adapters.ExportedModule):
+        raise ValueError(
+            f"method {method!r} reads the teacher's intermediate layers, which an exported program (.pt2) "
+            "does not give (it runs as one flat graph); pass the teacher as the nn.Module, or use a method "
+            "that needs only its outputs (hinton, dkd, dist, logits, born_again)"
+        )
     if tensors is None and entry.tensors_only:
         raise ValueError(
             f"method {method!r} needs the training set as tensors in memory (Tensors or (x, y)), got a "
@@ -281,7 +311,14 @@ def _distill(
     probe = adapters.first_batch(tensors if tensors is not None else train)[0].to(where)
     first_student = make_student().to(where)
     _check_dtypes(tensors, probe, test_set, {"teacher": teacher, "student": first_student})
-    classes = _probe(lambda: adapters.check_classes(teacher, first_student, probe), keys)
+    _check_shapes(probe, {"test": test_set, "val": val_set})
+    counts = _classes({"teacher": teacher, "student": first_student}, probe, keys)
+    if counts["teacher"] != counts["student"]:
+        raise ValueError(
+            f"teacher and student must predict the same number of classes, got {counts['teacher']} "
+            f"(teacher) and {counts['student']} (student)"
+        )
+    classes = counts["teacher"]
     _check_labels(tensors, test_set, classes)
     _check_val(val_set, {"teacher": teacher, "student": first_student}, classes)
     data = tensors if tensors is not None else _loader(train, knobs, classes, keys)
@@ -327,7 +364,8 @@ def mutual(
     probe = adapters.first_batch(tensors if tensors is not None else train)[0].to(where)
     students = {f"cohort[{k}]": make().to(where) for k, make in enumerate(factories)}
     _check_dtypes(tensors, probe, test_set, students)
-    classes = _probe(lambda: {adapters.num_classes(m, probe, role) for role, m in students.items()}, keys)
+    _check_shapes(probe, {"test": test_set})
+    classes = set(_classes(students, probe, keys).values())
     if len(classes) != 1:
         raise ValueError(
             f"every student of a cohort must predict the same number of classes, got {sorted(classes)}"
@@ -335,6 +373,7 @@ def mutual(
     (count,) = classes
     _check_labels(tensors, test_set, count)
     knobs["val"] = _validation(knobs["val"], test_set, keys)
+    _check_shapes(probe, {"val": knobs["val"]})
     _check_val(knobs["val"], students, count)
     knobs["students"] = factories
     data = tensors if tensors is not None else _loader(train, knobs, count, keys)
@@ -344,8 +383,11 @@ def mutual(
 
 
 def knobs_of(method: str) -> dict[str, Any]:
-    """The knobs of ``method`` (``"mutual"`` included) and their defaults, training knobs included."""
-    return registry.method(method).defaults()
+    """The knobs of ``method`` (``"mutual"`` included) and their defaults, training knobs included, as
+    :func:`distill` or :func:`mutual` takes them (mutual's cohort is its first argument, not a knob)."""
+    knobs = registry.method(method).defaults()
+    fixed = ("cohort", "students") if method == "mutual" else ()
+    return {k: v for k, v in knobs.items() if k not in fixed}
 
 
 __all__ = ["distill", "mutual", "knobs_of", "METHODS"]

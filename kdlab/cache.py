@@ -161,6 +161,13 @@ def _as_json(parts: Mapping[str, Any]) -> Any:
     return json.loads(json.dumps(parts, default=_json_default))
 
 
+def fingerprint(value: Any) -> str:
+    """``value`` as the JSON text a key is made of (tensors, data and modules by content, kdlab
+    functions by code and closure), without the code digest: a ``TypeError`` for what cannot be
+    keyed (a function outside kdlab)."""
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
 def key(name: str, parts: Mapping[str, Any]) -> str:
     """The hash of ``name``, ``parts`` (tuples count as lists; tensors, data and modules by content,
     functions by name and closure, see :func:`_json_default`), the kdlab version and

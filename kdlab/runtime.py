@@ -25,8 +25,11 @@ def device(name: str | torch.device | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    chosen = torch.device(name)
-    if chosen.type not in DEVICES:
+    try:
+        chosen = torch.device(name)
+    except (RuntimeError, TypeError):
+        chosen = None
+    if chosen is None or chosen.type not in DEVICES:
         raise ValueError(f"device must be one of {list(DEVICES)} (or None for automatic), got {str(name)!r}")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {str(name)!r} was asked for, but torch sees no CUDA GPU here; use 'cpu'")

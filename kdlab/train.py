@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from kdlab import _checks, _io, distributed, dry_run, loggers, metrics, runtime
+from kdlab import _checks, checkpoints, distributed, dry_run, loggers, metrics, runtime
 from kdlab.data import TensorLoader, Tensors
 
 Terms = Mapping[str, Tensor]
@@ -281,7 +281,9 @@ def fit(
       logged with each term's epoch mean, the seconds the epoch took and the learning rate; then,
       if ``checkpoint`` is a path, everything needed to continue (weights, optimiser, schedule,
       loader and RNG states, history) is written atomically. ``resume=True`` continues from that
-      file, and on CPU reaches the same final weights as an uninterrupted run.
+      file, and on CPU reaches the same final weights as an uninterrupted run; a file written by
+      another run (another kdlab objective, data, epochs, optimiser or schedule) is refused, naming
+      what differs (:mod:`kdlab.checkpoints`), and a missing file starts the run afresh.
     - ``val`` (a validation split, kept apart from ``test``): evaluated after each epoch as
       ``val_error``, ``val_accuracy``, ``val_loss``; the weights of the epoch with the fewest val
       errors (the first on ties) are kept and loaded back at the end, and ``History.best_epoch``
@@ -325,9 +327,13 @@ def fit(
     history = History()
     best = _Best()
     path = Path(checkpoint) if checkpoint is not None else None
+    run = {} if path is None else checkpoints.signature(
+        objective, train, epochs, steps_per_epoch, optimizer, schedule
+    )
     start_epoch = 0
     if resume and path is not None and path.exists():
-        start_epoch = _restore(path, model, optimizer, scheduler, train, history, where, best)
+        state = checkpoints.load(path, model, where, run)
+        start_epoch = _restore(state, optimizer, scheduler, train, history, best)
     watchers = _callbacks(callbacks, log, tensorboard, history) if ctx.is_main else []
     step = _Step(trained, model, optimizer, _autocast(where, amp), ctx, after_step)
     cut = dry_run.cut()  # every epoch and batch, unless this is a dry run
@@ -359,7 +365,8 @@ def fit(
             history.epochs.append(row)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k in ("loss", "test_error")})
             if path is not None and ctx.is_main:
-                _save(path, model, optimizer, scheduler, train, history, epoch + 1, best)
+                state = _state(model, optimizer, scheduler, train, history, epoch + 1, best)
+                checkpoints.save(path, state, run)
             for watch in watchers:
                 watch(row, model)
             distributed.barrier(ctx)
@@ -512,8 +519,7 @@ def _epoch_row(epoch: int, totals: _Totals, ctx: distributed.Context, path: Path
     return row
 
 
-def _save(
-    path: Path,
+def _state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR | None,
@@ -521,9 +527,9 @@ def _save(
     history: History,
     epochs_done: int,
     best: _Best,
-) -> None:
-    """Write atomically all that a resumed :func:`fit` needs after ``epochs_done`` epochs."""
-    state = {
+) -> dict[str, Any]:
+    """All that a resumed :func:`fit` needs after ``epochs_done`` epochs (:mod:`kdlab.checkpoints`)."""
+    return {
         "epochs_done": epochs_done,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -534,27 +540,18 @@ def _save(
         "history": history.to_dict(),
         "best": vars(best),
     }
-    _io.atomic_torch_save(state, path)
 
 
 def _restore(
-    path: Path,
-    model: nn.Module,
+    state: dict[str, Any],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR | None,
     train: object,
     history: History,
-    where: torch.device,
     best: _Best,
 ) -> int:
-    """Load the checkpoint at ``path`` into all of these; the number of epochs it had finished."""
-    try:
-        state = torch.load(path, map_location=where, weights_only=False)
-        model.load_state_dict(state["model"])
-    except Exception as error:
-        raise RuntimeError(
-            f"checkpoint {str(path)!r} cannot be resumed ({error}); delete it or pass resume=False"
-        ) from error
+    """Load a checkpoint's ``state`` (its weights already in the model) into all of these; the number
+    of epochs it had finished."""
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])

@@ -97,6 +97,14 @@ def resume_garbage() -> None:
         distill(checkpoint=path, resume=True)
 
 
+def resume_another_run() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.pt"
+        teacher = mlp()
+        distill(teacher=teacher, checkpoint=path)
+        distill(teacher=teacher, checkpoint=path, resume=True, method="dkd")
+
+
 def command(*argv: str) -> None:
     """``kdlab ARGV`` in this process; what it printed on stderr, raised as :class:`Printed`."""
     printed = io.StringIO()
@@ -175,6 +183,12 @@ CASES: dict[str, Callable[[], object]] = {
     "test-of-several-lengths": lambda: distill(
         tokens(40, 12), DataLoader([tokens(10, 12), tokens(10, 14)], batch_size=None)
     ),
+    "tsne-without-layer": lambda: distill(teacher=plain(), student=plain, method="tsne"),
+    "inputs-of-the-wrong-shape": lambda: distill(
+        teacher=small_resnet(), student=small_resnet, train=(digits().train.x.flatten(1), digits().train.y)
+    ),
+    "resume-without-checkpoint": lambda: distill(resume=True),
+    "checkpoint-of-another-run": resume_another_run,
     "cli-student-spec": lambda: distill_command("os.system('echo hi')"),
     "cli-callbacks": lambda: distill_command("mlp((64, 16, 10))", "-p", "callbacks=['print']"),
     "cli-unknown-chapter": lambda: command("--root", str(ROOT), "run", "nosuchchapter", "--out", "TMP"),

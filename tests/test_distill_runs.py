@@ -261,3 +261,25 @@ def test_a_callback_that_is_not_a_function_is_refused_before_training(parts, mon
     with pytest.raises(TypeError, match=r"callbacks\[1\] must be a function called as .* got str"):
         kdlab.distill(teacher, student, tr, test, callbacks=[print, "log.csv"], **KNOBS)
     assert not trained
+
+
+def test_a_checkpoint_resumes_only_the_run_that_wrote_it(parts, tmp_path, monkeypatch):
+    teacher, tr, _, test = parts
+    path = tmp_path / "run.pt"
+    with monkeypatch.context() as patch:
+        kill_after(patch, 2 * math.ceil(len(tr) / KNOBS["batch_size"]) + 1)
+        with pytest.raises(Killed):
+            kdlab.distill(teacher, student, tr, test, checkpoint=path, **KNOBS)
+    for changed, named in [
+        ({"method": "dkd"}, "objective"),
+        ({"temperature": 4.0}, "objective"),
+        ({"epochs": 6}, "epochs: 4 there, 6 here"),
+        ({"lr": 0.05}, "optimizer: Adam, lr 0.1, weight decay 0.0 there, Adam, lr 0.05"),
+        ({"train": tr.subset(500)}, "data"),
+    ]:
+        knobs = {**KNOBS, **changed}
+        data = knobs.pop("train", tr)
+        with pytest.raises(RuntimeError, match=rf"was written by another run \({named}"):
+            kdlab.distill(teacher, student, data, test, checkpoint=path, resume=True, **knobs)
+    model, history = kdlab.distill(teacher, student, tr, test, checkpoint=path, resume=True, **KNOBS)
+    assert len(history) == KNOBS["epochs"]  # the run that wrote it resumes

@@ -99,7 +99,7 @@ def test_a_dict_of_tensors_is_a_training_set_in_memory():
 
 def test_padded_inputs_kdlab_cannot_use_are_named():
     loader = DataLoader(texts(), batch_size=8, collate_fn=pad(0))
-    with pytest.raises(TypeError, match=r"\['input_ids', 'attention_mask'\] as keywords, and one failed"):
+    with pytest.raises(TypeError, match=r"'attention_mask'\] as keywords, and the student failed"):
         kdlab.distill(bert(1, 8), lambda: models.mlp((12, 2)), loader, **FIT)
     uneven_test = DataLoader([pad(0, to=12)(texts(4)), pad(0, to=14)(texts(4))], batch_size=None)
     with pytest.raises(ValueError, match=r"test batch 1 has inputs of shape .*padding='max_length'"):

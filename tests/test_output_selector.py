@@ -95,6 +95,16 @@ def test_a_model_output_teacher_and_a_selector_for_an_odd_student():
     assert len(history) == 1
 
 
+def test_one_selector_serves_a_teacher_with_model_outputs_and_a_student_of_plain_logits():
+    digits = data.load("digits", train_size=300, test_size=100)
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    _, history = kdlab.distill(OutputNet(), plain, digits.train, digits.test, epochs=1, device="cpu",
+                               progress=False, output=lambda out: out.logits)
+    assert len(history) == 1
+    assert adapters.logits_of(torch.ones(2, 3), select=lambda out: out.logits).shape == (2, 3)
+
+
 def test_select_logits_keeps_layer_names_and_is_undone():
     net = DictNet()
     names = [name for name, _ in net.named_modules()]

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from toys import FIT, net, toy
 
+from kdlab import api as kdlab_api
 from kdlab import cli, cli_distill, data, export, features, models
 from kdlab.api import distill, mutual
 from kdlab.book import runner
@@ -39,6 +40,8 @@ def test_a_pt2_teacher_loaded_from_a_file_distils(tmp_path):
     argv = ["--teacher", str(tmp_path / "t.pt2"), "--student", "mlp((64, 16, 10))", "--data", "digits",
             "--train-size", "100", "--test-size", "50", "-p", "epochs=1", "--out", str(tmp_path / "out")]
     assert cli.main(["distill", *argv]) == 0
+    with pytest.raises(ValueError, match=r"'fitnets' reads the teacher's intermediate layers"):
+        distill(program, models.mlp((64, 16, 10)), split.train, method="fitnets", hint="x", guided="y", **FIT)
 
 
 # 2. NaN or infinite values in the data.
@@ -97,6 +100,16 @@ def test_fsp_without_pairs_on_another_model_says_pairs_must_be_given():
         distill(net(), net, toy(), method="fsp", **FIT)
     with pytest.raises(ValueError, match=r"teacher_pairs must be given.*'conv'"):
         distill(net(), lambda: models.resnet(8, in_channels=1, num_classes=3), toy(), method="fsp", **FIT)
+
+
+def test_tsne_without_layers_on_another_model_says_which_must_be_given():
+    def plain():  # no layer named 'fc', unlike kdlab's nets (and toys.net)
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+    with pytest.raises(ValueError, match=r"method 'tsne': layer must be given for this student.*layer 'fc'"):
+        distill(net(), plain, toy(), method="tsne", **FIT)
+    with pytest.raises(ValueError, match=r"teacher_layer must be given for this teacher"):
+        distill(plain(), net, toy(), method="tsne", **FIT)
 
 
 # 5. In-place operations after a captured layer (torchvision's ReLU(inplace=True)).
@@ -235,3 +248,40 @@ def test_run_checks_the_chapter_name_before_saying_it_runs(tmp_path, capsys):
     assert cli.main(["--root", str(ROOT), "run", "nosuchchapter", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert "chapter must be one of" in captured.err and "running" not in captured.out
+
+
+def test_inputs_a_model_cannot_take_are_named_with_their_shape_before_training():
+    train = toy()
+    flat = Tensors(train.x.flatten(1), train.y)  # (16,) per example, for nets of convolutions
+    with pytest.raises(ValueError, match=r"the teacher cannot run on the training inputs, of shape \(16,\)"):
+        distill(net(), net, flat, **FIT)
+    with pytest.raises(ValueError, match=r"test.x has examples of shape \(1, 2, 8\), the training set"):
+        distill(net(), net, train, Tensors(train.x.reshape(-1, 1, 2, 8), train.y), **FIT)
+    with pytest.raises(ValueError, match=r"val.x has examples of shape \(16,\)"):
+        mutual([net, net], train, val=flat, **FIT)
+
+
+def test_the_reviewers_other_inputs_are_taken_or_named_before_training(tmp_path):
+    train = toy()
+    x, y = train.x.numpy(), train.y.numpy().astype("int32")  # NumPy's default integer on some platforms
+    _, history = distill(net(), net, (x, y), (x, y), **FIT)
+    assert len(history) == 1
+    examples = list(zip(train.x, train.y, strict=True))  # the simplest map-style dataset: a list of pairs
+    _, history = distill(net(), net, examples, examples, **FIT)
+    assert len(history) == 1
+    for knobs, says in [
+        (dict(seed="a"), "seed must be an integer >= 0, got 'a'"),
+        (dict(weight_decay=-1.0), r"weight_decay must be in \[0.0, inf\], got -1.0"),
+        (dict(device="gpu"), r"device must be one of \['cuda', 'mps', 'cpu'\]"),
+        (dict(log=True), "log must be a path"),
+        (dict(log=tmp_path / "none" / "l.csv"), "no folder"),
+        (dict(checkpoint=tmp_path), "is a folder"),
+        (dict(resume=True), "resume=True needs checkpoint="),
+        (dict(hint_epochs=0), "did you mean 'stage_epochs'"),
+        (dict(method="fsp", pairs=["hidden1"]), r"pairs must be a list of \(first, second\) layer-name"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=says):
+            distill(net(), net, train, **{**FIT, **knobs})
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1, got 0"):
+        mutual([net, net], train, eval_every=0, **FIT)
+    assert "cohort" not in kdlab_api.knobs_of("mutual") and "update" in kdlab_api.knobs_of("mutual")

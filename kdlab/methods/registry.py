@@ -11,9 +11,12 @@ trained model, its History, every stage's History by name).
 
 from __future__ import annotations
 
+import difflib
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -51,9 +54,11 @@ class Method:
     """One method: its ``name`` (``kdlab.distill(method=...)``), ``label`` (tables), ``paper``,
     ``stages`` (what it trains, in order, as its Result's ``stages`` names them), its own ``knobs``
     and their defaults (the training knobs, :data:`TRAINING_KNOBS`, come on top), ``run`` (see the
-    module), whether it needs the training set as tensors in memory (``tensors_only``) and whether
-    it has a teacher. ``transfers`` (what the student learns from) and ``needs`` (what the method
-    asks of the models) are the book's map of the methods, in words."""
+    module), whether it needs the training set as tensors in memory (``tensors_only``), whether
+    it has a teacher and whether it reads the teacher's intermediate features (``teacher_features``:
+    not from an exported program, whose layers give none). ``transfers`` (what the student learns
+    from) and ``needs`` (what the method asks of the models) are the book's map of the methods, in
+    words."""
 
     name: str
     label: str
@@ -63,6 +68,7 @@ class Method:
     run: Runner
     tensors_only: bool = False
     teacher: bool = True
+    teacher_features: bool = False
     transfers: str = ""
     needs: str = ""
 
@@ -71,17 +77,50 @@ class Method:
         return {**TRAINING_KNOBS, **self.knobs}
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """``given`` over :meth:`defaults`; an unknown knob is an error listing the valid ones."""
+        """``given`` over :meth:`defaults`; an unknown knob is an error listing the valid ones (and
+        the likely one, for a misspelling or another library's name); the training knobs are checked."""
         unknown = sorted(set(given) - set(self.defaults()))
         if unknown:
+            hints = "".join(f" ({name}: did you mean {_likely(name, self.defaults())!r}?)"
+                            for name in unknown if _likely(name, self.defaults()))
             raise ValueError(
-                f"unknown knob(s) {unknown} for method {self.name!r}; its knobs are {sorted(self.knobs)} "
-                f"and the training knobs {sorted(TRAINING_KNOBS)}"
+                f"unknown knob(s) {unknown} for method {self.name!r}{hints}; its knobs are "
+                f"{sorted(self.knobs)} and the training knobs {sorted(TRAINING_KNOBS)}"
             )
         knobs = {**self.defaults(), **given}
         _checks.at_least("epochs", knobs["epochs"], 1)
         _checks.at_least("batch_size", knobs["batch_size"], 1)
+        _checks.at_least("seed", knobs["seed"], 0)
+        _checks.in_range("weight_decay", knobs["weight_decay"], 0.0, math.inf)
+        for name in ("checkpoint", "log", "tensorboard"):
+            _check_path(name, knobs[name])
+        if knobs["resume"] and knobs["checkpoint"] is None:
+            raise ValueError("resume=True needs checkpoint=<the path of the checkpoint to resume from>")
         return knobs
+
+
+# Other libraries' and papers' names for kdlab's knobs, for the unknown-knob error.
+SYNONYMS = {"hint_epochs": "stage_epochs", "fsp_epochs": "stage_epochs", "init_epochs": "stage_epochs",
+            "T": "temperature", "tau": "temperature", "kd_weight": "alpha", "wd": "weight_decay"}
+
+
+def _likely(name: str, names: Mapping[str, Any]) -> str | None:
+    """The knob an unknown ``name`` most likely means: a synonym, or a close spelling."""
+    return SYNONYMS.get(name) or next(iter(difflib.get_close_matches(name, list(names), 1)), None)
+
+
+def _check_path(name: str, value: Any) -> None:
+    """A path knob (``checkpoint``, ``log``, ``tensorboard``): ``None``, or a path whose folder exists;
+    ``checkpoint`` and ``log`` are files, so not an existing folder."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (a str or pathlib.Path) or None, got {value!r}")
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise ValueError(f"{name}={str(value)!r}: no folder {str(path.parent)!r}; make it first")
+    if name != "tensorboard" and path.is_dir():
+        raise ValueError(f"{name}={str(value)!r} is a folder; give the path of a file in it (e.g. {name}.pt)")
 
 
 def training(knobs: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,23 +207,46 @@ def _fitnets(teacher, make, data, test, knobs, classes) -> Result:
     return Result(model, history, {"hint stage": hint_history, "KD": history})
 
 
-def _default_pairs(model: nn.Module, knob: str, role: str) -> fsp.Pairs:
-    """kdlab's resnet pairs (:data:`kdlab.models.FSP_PAIRS`) when ``model`` has those layers; else an
-    error saying that ``knob`` must be given for this model, with some of its layer names."""
+def _check_default(model: nn.Module, wanted: list[str], *, method: str, knob: str, role: str, default: str,
+                   give: str) -> None:
+    """Refuse the default of ``knob`` when ``model`` lacks its layers ``wanted`` (a model not built by
+    kdlab): an error saying that ``knob`` must be given for this model, with some of its layer names."""
     names = features.layer_names(model)
-    missing = [name for pair in models.FSP_PAIRS for name in pair if name not in names]
+    missing = [name for name in wanted if name not in names]
     if missing:
         shown = names if len(names) <= 12 else names[:12] + ["..."]
         raise ValueError(
-            f"method 'fsp': {knob} must be given for this {role}: the default pairs are the layers of "
-            f"kdlab's resnet (kdlab.models.FSP_PAIRS), and the {role} has no layer {missing[0]!r}; give "
-            f"{knob}=[(first, second), ...], two layers with maps of one spatial size each, from its layers "
-            f"{shown} (kdlab.features.layer_names lists them all)"
+            f"method {method!r}: {knob} must be given for this {role}: the default {default}, and the {role} "
+            f"has no layer {missing[0]!r}; give {give} from its layers {shown} (kdlab.features.layer_names "
+            "lists them all)"
         )
+
+
+def _default_pairs(model: nn.Module, knob: str, role: str) -> fsp.Pairs:
+    """kdlab's resnet pairs (:data:`kdlab.models.FSP_PAIRS`) when ``model`` has those layers."""
+    _check_default(
+        model, [name for pair in models.FSP_PAIRS for name in pair], method="fsp", knob=knob, role=role,
+        default="pairs are the layers of kdlab's resnet (kdlab.models.FSP_PAIRS)",
+        give=f"{knob}=[(first, second), ...], two layers with maps of one spatial size each,",
+    )
     return models.FSP_PAIRS
 
 
+def _check_pairs(knob: str, pairs: Any) -> None:
+    if pairs is None:
+        return
+    if isinstance(pairs, str) or not all(
+        isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs
+    ):
+        raise ValueError(
+            f"{knob} must be a list of (first, second) layer-name pairs, e.g. [('stage1.0', 'stage1.1')], "
+            f"got {pairs!r}"
+        )
+
+
 def _fsp(teacher, make, data, test, knobs, classes) -> Result:
+    _check_pairs("pairs", knobs["pairs"])
+    _check_pairs("teacher_pairs", knobs["teacher_pairs"])
     student, given = make(), knobs["pairs"]
     pairs = given if given is not None else _default_pairs(student, "pairs", "student")
     teacher_pairs = knobs["teacher_pairs"]
@@ -208,6 +270,11 @@ def _fsp(teacher, make, data, test, knobs, classes) -> Result:
 def _tsne(teacher, make, data, test, knobs, classes) -> Result:
     layer = knobs["layer"] or tsne.LAYER
     teacher_layer = knobs["teacher_layer"] or tsne.LAYER
+    default = f"is {tsne.LAYER!r}, the hidden layer before the logits of kdlab's lenet"
+    for knob, model, role in (("layer", make(), "student"), ("teacher_layer", teacher, "teacher")):
+        if knobs[knob] is None:
+            _check_default(model, [tsne.LAYER], method="tsne", knob=knob, role=role, default=default,
+                           give=f"{knob}=<the layer whose features are compared, e.g. the last hidden one>")
     features.check_layers(make(), layer, "layer (a student layer)")
     features.check_layers(teacher, teacher_layer, "teacher_layer (a teacher layer)")
     if knobs["weight_decay"]:
@@ -247,6 +314,7 @@ def _born_again(teacher, make, data, test, knobs, classes) -> Result:
 
 
 def _mutual(_teacher, make, data, test, knobs, classes) -> Result:
+    _checks.at_least("eval_every", knobs["eval_every"], 1)
     fit = {k: v for k, v in training(knobs).items() if k != "seed"}
     students = knobs["students"] or [make] * knobs["cohort"]
     if not isinstance(data, (Tensors, adapters.CheckedBatches)):  # kdlab.mutual gives checked batches
@@ -284,19 +352,19 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
            MappingProxyType({"hint": None, "guided": None, "stage_epochs": None,
                              "temperature": HINTON_TEMPERATURE, "alpha": HINTON_ALPHA, "anneal": True,
                              "form": "kd", "regressor": "conv"}),
-           _fitnets, tensors_only=True,
+           _fitnets, tensors_only=True, teacher_features=True,
            transfers="features: a middle layer of the teacher (the hint), regressed by a student layer; "
                      "then outputs",
            needs="a teacher layer and a student layer (a regressor bridges their shapes) and a hint stage"),
     Method("fsp", "FSP", "Yim et al. (2017)", ("FSP stage", "training"),
            MappingProxyType({"pairs": None, "teacher_pairs": None, "weights": None, "stage_epochs": None}),
-           _fsp, tensors_only=True,
+           _fsp, tensors_only=True, teacher_features=True,
            transfers="relations between layers: the flow (FSP) matrices of pairs of the teacher's layers",
            needs="pairs of layers whose channel counts match between teacher and student"),
     Method("tsne", "t-SNE regularizer", "Qiao, tsneNet (2017)", ("training",),
            MappingProxyType({"beta": 0.1, "tsne_alpha": math.inf, "perplexity": 20.0, "pca_dim": 50,
                              "layer": None, "teacher_layer": None, "temperature": None, "alpha": None}),
-           _tsne, tensors_only=True,
+           _tsne, tensors_only=True, teacher_features=True,
            transfers="relations between examples: which inputs are neighbours in the teacher's feature space",
            needs="a teacher layer's features; batches large enough to hold neighbourhoods"),
     # Furlanello et al.'s loss: cross-entropy plus the teacher's T = 1 probabilities (alpha = 0.5); one
