@@ -1,4 +1,10 @@
-"""The ``kdlab`` command: run a chapter with a profile, build the book, run the benchmarks."""
+"""The ``kdlab`` command: run a chapter with a profile, build the book, run the benchmarks, distil a
+teacher into a student (``kdlab distill``).
+
+A failure prints one line, ``kdlab: error: ...``, and exits with status 2 (a failed benchmark or
+subprocess: 1); an unforeseen error of a run prints its type and message on that line. Set the
+environment variable ``KDLAB_DEBUG=1`` to see the Python traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -104,8 +110,29 @@ def _bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+DEBUG = "KDLAB_DEBUG"
+EPILOG = (
+    "A failure prints one line, 'kdlab: error: ...', and exits with status 2; set the environment variable "
+    f"{DEBUG}=1 to see the Python traceback of an error instead."
+)
+
+
+def _one_line(error: BaseException) -> str:
+    """``error``'s message on one line: a notebook's failure (papermill's) as its exception's name and
+    value, else the message's lines joined."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename and evalue is not None:
+        return f"a notebook failed: {ename}: {evalue}"
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or "(no message)"
+
+
+def _debugging() -> bool:
+    return os.environ.get(DEBUG, "").strip() not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kdlab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="kdlab", description=__doc__, epilog=EPILOG)
     parser.add_argument("--root", help="the book's folder (default: found at or above the working directory)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -160,12 +187,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KDLAB_PROGRESS", "0")
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"kdlab: error: {error}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as error:  # kdlab's own messages: the option, value, what is valid
+        if _debugging():
+            raise
+        print(f"kdlab: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as error:
+        if _debugging():
+            raise
         print(f"kdlab: error: {error.cmd[0]} failed with exit status {error.returncode}", file=sys.stderr)
         return 1
+    except Exception as error:  # anything else from the run (not KeyboardInterrupt or SystemExit)
+        if _debugging():
+            raise
+        print(f"kdlab: error: {type(error).__name__}: {_one_line(error)} (set {DEBUG}=1 to see the "
+              "traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

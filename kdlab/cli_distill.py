@@ -3,6 +3,7 @@
     kdlab distill --teacher teacher.pt --student "lenet(widths=(8, 16, 64), image_size=8)" \\
         --data digits --method hinton -p temperature=4 -p epochs=20 --out runs/student
     kdlab distill --teacher teacher.pt --student "mlp((3072, 256, 5))" --data photos/ --image-size 32
+    kdlab distill --teacher teacher.pt --student "mlp((64, 32, 10))" --data digits --val-fraction 0.1
     kdlab distill --config run.yaml -p epochs=5          # options from a file, a flag overriding it
     kdlab distill --config runs/student/config.yaml      # repeat a run exactly
 
@@ -30,29 +31,49 @@ Data (``--data``): a kdlab data set (``digits``, ``mnist``, ``cifar10``, ``cifar
 uint8 inputs are divided by 255. Data without a test part get one held out: a class-stratified
 ``--test-fraction`` (default 0.2) drawn with ``--seed``.
 
+Validation (``--val-fraction F``, for kdlab's data sets and your own alike): a class-stratified
+share F of the training set (after ``--train-size``), drawn with ``--seed`` and never taken from
+the test set, is held out as the ``val`` split of :func:`kdlab.distill`: the student of the epoch
+with the fewest val errors is kept (``best_epoch``), and results.json records ``best_epoch`` and
+the student's test accuracy at that epoch and at the last one (``student.best_epoch``,
+``student.last_epoch``). The knob ``val`` itself (tensors) cannot be given with ``-p`` or in a file.
+
 Config file (``--config FILE``, YAML): the options as keys (``teacher``, ``student``, ``data``,
-``method``, ``out``, ``seed``, ``train_size``, ``test_size``, ``test_fraction``, ``image_size``,
-``device``, ``onnx``) and ``knobs:``, a mapping of knobs as ``-p`` gives them; flags given on the
-command line override the file (a ``-p`` knob overrides that knob). An unknown key is an error.
+``method``, ``out``, ``seed``, ``train_size``, ``test_size``, ``test_fraction``, ``val_fraction``,
+``image_size``, ``device``, ``onnx``) and ``knobs:``, a mapping of knobs as ``-p`` gives them; flags
+given on the command line override the file (a ``-p`` knob overrides that knob). An unknown key is an
+error.
 Paths are relative to the working directory, in a file as on the command line.
 
 ``--out`` receives ``student.pt`` (the trained module), ``results.json`` (method, every knob,
 data, accuracies, sizes, versions and device, the per-epoch history), ``config.yaml`` (every
-option and knob as used, defaults filled in, paths made absolute, with the kdlab and torch
-versions and the device: ``kdlab distill --config OUT/config.yaml`` repeats the run) and, with
-``--onnx``, ``student.onnx`` with its largest difference from PyTorch's outputs on the test set.
+option and knob as used, defaults filled in, paths made absolute (the teacher, student and data
+files, ``--out``, and the knobs ``log``, ``checkpoint`` and ``tensorboard``, which the run itself
+also uses absolute), with the kdlab and torch versions and the device: ``kdlab distill --config
+OUT/config.yaml`` repeats the run) and, with ``--onnx``, ``student.onnx`` with its largest
+difference from PyTorch's outputs on the test set.
+
+Errors: every failure the command can foresee is one line, ``kdlab: error: ...``, naming the
+option, its value and what would be valid, with exit status 2, before any training: a teacher or
+student file that is missing, a folder, not a torch file or holding no module; a student factory
+that cannot be built (wrong arguments, pretrained weights that cannot be downloaded); a teacher or
+student that cannot run on the data's examples (another number of channels, features or size);
+an ``--out`` that is a file or cannot be written; bad data, options, knobs or config files. Any
+other error of the run prints ``kdlab: error: <type>: <message>`` and exits with status 2; set the
+environment variable ``KDLAB_DEBUG=1`` to see its Python traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import importlib
 import json
+import os
 import platform
 import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -61,10 +82,8 @@ import torch
 import yaml
 from torch import nn
 
-from kdlab import __version__, _checks, adapters, api, data, export, metrics, runtime, userdata
-
-# Where a student factory may come from: a call of anything else is refused before it is imported.
-FACTORY_MODULES = ("kdlab.models", "torchvision.models", "timm")
+from kdlab import __version__, _checks, api, data, export, metrics, runtime, userdata
+from kdlab.cli_models import build_student, first_line, load_module
 
 
 def parse_value(text: str) -> Any:
@@ -86,98 +105,19 @@ def parse_parameters(pairs: list[str]) -> dict[str, Any]:
     return parameters
 
 
-def load_module(path: str | Path, role: str) -> nn.Module:
-    """The module saved at ``path``: a ``torch.export`` program (``.pt2``, as an
-    :class:`~kdlab.adapters.ExportedModule`, which runs as it was exported) or a ``torch.save``'d module."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{role} file {str(path)!r} does not exist")
-    if path.suffix == ".pt2":
-        return adapters.as_teacher(torch.export.load(str(path)))
-    loaded = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(loaded, nn.Module):
-        raise ValueError(
-            f"{role} file {str(path)!r} holds a {type(loaded).__name__}, not a module; save the whole model "
-            "with torch.save(model, path) (a state_dict alone does not say the architecture)"
-        )
-    return loaded
-
-
-def _allowed(module_name: str) -> bool:
-    return any(module_name == root or module_name.startswith(root + ".") for root in FACTORY_MODULES)
-
-
-def _refuse(name: str, why: str) -> ValueError:
-    from kdlab import models
-
-    factories = [n for n in models.__all__ if callable(getattr(models, n)) and n.islower() and n[-1] != "_"]
-    return ValueError(
-        f"student {name!r} {why}; a student is built only by a kdlab.models factory ({factories}) or a "
-        "callable under torchvision.models or timm (e.g. torchvision.models.resnet18), so that no other "
-        "code runs"
-    )
-
-
-def _resolve(name: str) -> Any:
-    """The factory ``name`` names: a :mod:`kdlab.models` name, or a public callable defined under
-    :data:`FACTORY_MODULES`; anything else is refused before any module is imported."""
-    from kdlab import models
-
-    if "." not in name:
-        if name not in models.__all__ or not callable(getattr(models, name)):
-            raise _refuse(name, "is not a kdlab model")
-        return getattr(models, name)
-    module_name, _, attribute = name.rpartition(".")
-    if not _allowed(module_name) or attribute.startswith("_"):
-        raise _refuse(name, "is not an allowed model factory")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"student {name!r} cannot be imported ({error})") from None
-    # A name re-exported from elsewhere (a torch.hub helper) is not a model factory of these packages.
-    if not callable(factory) or not _allowed(getattr(factory, "__module__", None) or ""):
-        raise _refuse(name, "is not an allowed model factory")
-    return factory
-
-
-def build_student(spec: str) -> nn.Module:
-    """A student from ``spec``: a saved module's path, or a call such as ``lenet(image_size=8)`` of a
-    :mod:`kdlab.models` factory or a callable under ``torchvision.models`` or ``timm``, whose arguments
-    are Python literals (``ast.literal_eval``: no code runs but the factory; other names are refused)."""
-    if Path(spec).exists():
-        return load_module(spec, "student")
-    try:
-        tree = ast.parse(spec, mode="eval").body
-    except SyntaxError:
-        raise ValueError(
-            f"student must be a file or a call like 'lenet(image_size=8)', got {spec!r}"
-        ) from None
-    if isinstance(tree, (ast.Name, ast.Attribute)):
-        tree = ast.Call(func=tree, args=[], keywords=[])
-    if not isinstance(tree, ast.Call):
-        raise ValueError(f"student must be a file or a call like 'lenet(image_size=8)', got {spec!r}")
-    try:
-        args = [ast.literal_eval(a) for a in tree.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
-    except ValueError:
-        raise ValueError(f"the student's arguments must be Python literals, got {spec!r}") from None
-    model = _resolve(ast.unparse(tree.func))(*args, **kwargs)
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"student {spec!r} built a {type(model).__name__}, not an nn.Module")
-    return model
-
-
-# The command's options, as --config keys, with their defaults ("knobs" holds the -p knobs, and
-# "environment" what a saved config.yaml records of the run that wrote it).
 OPTIONS: Mapping[str, Any] = MappingProxyType({
     "teacher": None, "student": None, "data": None, "method": "hinton", "out": "distilled", "seed": 0,
-    "train_size": None, "test_size": None, "test_fraction": None, "image_size": None, "device": None,
-    "onnx": False,
+    "train_size": None, "test_size": None, "test_fraction": None, "val_fraction": None, "image_size": None,
+    "device": None, "onnx": False,
 })
 REQUIRED = ("teacher", "student", "data")
 CONFIG_KEYS = (*OPTIONS, "knobs", "environment")
 _STRINGS = ("teacher", "student", "data", "method", "out", "device")
 _INTEGERS = ("seed", "train_size", "test_size", "image_size")
+_FRACTIONS = ("test_fraction", "val_fraction")
+# Knobs that are paths: made absolute (in the run and in config.yaml), so that a saved config runs
+# from anywhere and writes where the first run did.
+PATH_KNOBS = ("checkpoint", "log", "tensorboard")
 
 
 class _Loader(yaml.SafeLoader):
@@ -204,8 +144,8 @@ def _check_option(name: str, value: Any, where: str) -> None:
         raise ValueError(f"{where}: {name} must be a non-empty string, got {value!r}")
     if name in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{where}: {name} must be an integer, got {value!r}")
-    if name == "test_fraction" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ValueError(f"{where}: test_fraction must be a number in (0, 1), got {value!r}")
+    if name in _FRACTIONS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ValueError(f"{where}: {name} must be a number in (0, 1), got {value!r}")
     if name == "onnx" and not isinstance(value, bool):
         raise ValueError(f"{where}: onnx must be true or false, got {value!r}")
 
@@ -292,17 +232,25 @@ def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             f"({', '.join(n + ': ...' for n in missing)})"
         )
     _checks.choice("method", options["method"], api.METHODS)
-    if options["test_fraction"] is not None and not 0 < options["test_fraction"] < 1:
-        raise ValueError(f"--test-fraction must be a number in (0, 1), got {options['test_fraction']!r}")
+    for name in _FRACTIONS:
+        if options[name] is not None and not 0 < options[name] < 1:
+            raise ValueError(f"{_flag(name)} must be a number in (0, 1), got {options[name]!r}")
     knobs = {**file_knobs, **flag_knobs}
     knobs.setdefault("progress", False)
+    if knobs.pop("val", None) is not None:  # val: null, as config.yaml files of older kdlab versions hold
+        raise ValueError(
+            "knob val takes a validation split (tensors), which a command line or config.yaml cannot hold: "
+            "give --val-fraction F (val_fraction: F in a --config file) to hold out a class-stratified "
+            "share F of the training set as the val split on which the best epoch is selected"
+        )
     if "callbacks" in knobs:
         raise ValueError(
             "knob callbacks takes Python functions, which a command line or config.yaml cannot hold: call "
             "kdlab.distill(..., callbacks=[...]) from Python, or give -p log=<a CSV path> or "
             "-p tensorboard=<a folder>"
         )
-    defaults = {k: v for k, v in api.knobs_of(options["method"]).items() if k not in ("device", "callbacks")}
+    defaults = {k: v for k, v in api.knobs_of(options["method"]).items()
+                if k not in ("device", "callbacks", "val")}
     unknown = sorted(set(knobs) - set(defaults))
     if unknown:
         raise ValueError(
@@ -310,6 +258,9 @@ def resolve(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{sorted(defaults)}"
         )
     knobs = {**defaults, **knobs}
+    for name in PATH_KNOBS:
+        if isinstance(knobs.get(name), str) and knobs[name]:
+            knobs[name] = str(Path(knobs[name]).expanduser().resolve())
     for name, value in knobs.items():
         _check_writable(f"knob {name}", value)
     if isinstance(knobs["seed"], bool) or not isinstance(knobs["seed"], int):
@@ -335,9 +286,23 @@ def _check_writable(name: str, value: Any) -> None:
     )
 
 
-def _load_data(options: dict[str, Any]) -> tuple[data.Split, tuple[str, ...] | None, float | None, str]:
-    """The data of ``--data``: (split, class names or None, the test fraction held out or None, the data
-    as config.yaml records them: a kdlab name or an absolute path)."""
+@dataclass(frozen=True)
+class _Data:
+    """What ``--data`` gave: the ``split`` (its train part less the val split), the ``val`` split held
+    out of the training set (``None`` without ``--val-fraction``), the class names of an image folder
+    (else ``None``), the test fraction held out (``None`` when the data had a test part) and the data as
+    config.yaml records them (a kdlab name or an absolute path)."""
+
+    split: data.Split
+    val: data.Tensors | None
+    classes: tuple[str, ...] | None
+    test_fraction: float | None
+    source: str
+
+
+def _load_data(options: dict[str, Any]) -> _Data:
+    """The data of ``--data``, sliced by ``--train-size``/``--test-size``, with the class-stratified
+    ``--val-fraction`` of the (sliced) training set held out as the val split, drawn with ``--seed``."""
     source = options["data"]
     if source in data.NAMES:
         for name in ("test_fraction", "image_size"):
@@ -348,26 +313,35 @@ def _load_data(options: dict[str, Any]) -> tuple[data.Split, tuple[str, ...] | N
                 )
         split = data.load(source, train_size=options["train_size"], test_size=options["test_size"],
                           seed=options["seed"])
-        return split, None, None, source
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"--data {source!r} is neither one of kdlab's data sets {list(data.NAMES)} nor an existing "
-            f"file or folder; a path must be {userdata.FORMATS}"
+        classes, test_fraction, recorded = None, None, source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"--data {source!r} is neither one of kdlab's data sets {list(data.NAMES)} nor an existing "
+                f"file or folder; a path must be {userdata.FORMATS}"
+            )
+        loaded = userdata.load(path, test_fraction=options["test_fraction"], seed=options["seed"],
+                               image_size=options["image_size"], argument="--data")
+        split = loaded.split
+        parts = {"train": split.train, "test": split.test}
+        slices = (("train", options["train_size"], options["seed"]), ("test", options["test_size"], 0))
+        for part, size, seed in slices:
+            if size is not None:
+                try:
+                    parts[part] = parts[part].subset(size, seed)
+                except ValueError as error:
+                    raise ValueError(f"{_flag(part + '_size')} {size}: {error}") from None
+        split = data.Split(split.name, parts["train"], parts["test"], split.num_classes)
+        classes, test_fraction, recorded = loaded.classes, loaded.test_fraction, str(path.resolve())
+    val = None
+    if options["val_fraction"] is not None:
+        train, val = userdata.stratified_split(
+            split.train, options["val_fraction"], options["seed"], f"the training set of --data {source!r}",
+            flag="--val-fraction",
         )
-    loaded = userdata.load(path, test_fraction=options["test_fraction"], seed=options["seed"],
-                           image_size=options["image_size"], argument="--data")
-    split = loaded.split
-    parts = {"train": split.train, "test": split.test}
-    slices = (("train", options["train_size"], options["seed"]), ("test", options["test_size"], 0))
-    for part, size, seed in slices:
-        if size is not None:
-            try:
-                parts[part] = parts[part].subset(size, seed)
-            except ValueError as error:
-                raise ValueError(f"{_flag(part + '_size')} {size}: {error}") from None
-    split = data.Split(split.name, parts["train"], parts["test"], split.num_classes)
-    return split, loaded.classes, loaded.test_fraction, str(path.resolve())
+        split = data.Split(split.name, train, split.test, split.num_classes)
+    return _Data(split, val, classes, test_fraction, recorded)
 
 
 def _as_recorded(spec: str) -> str:
@@ -375,47 +349,111 @@ def _as_recorded(spec: str) -> str:
     return str(Path(spec).resolve()) if Path(spec).exists() else spec
 
 
+def _check_out(out: Path) -> None:
+    """Refuse, before any work, an ``--out`` that is a file or cannot be created or written."""
+    where = f"--out {str(out)!r}"
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"{where} is a file; give a folder (created if missing) for student.pt, results.json and "
+            "config.yaml"
+        )
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{where} cannot be created: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{where} cannot be written: the folder {str(existing)!r} is not writable")
+
+
+def _check_runs(model: nn.Module, role: str, spec: str, loaded: _Data, x: torch.Tensor) -> None:
+    """Run ``model`` (the ``--teacher`` or ``--student``) on two examples of the data, in eval mode and
+    without gradients, so that inputs it cannot take (another number of channels, features or another
+    size) are named before any training; a student with lazy (not yet shaped) layers is left to
+    :func:`kdlab.distill`, which shapes them."""
+    if any(nn.parameter.is_lazy(p) for p in model.parameters()):
+        return
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            model.eval()
+            model(x[:2])
+    except Exception as error:
+        shape = tuple(x.shape[1:])
+        images = loaded.classes is not None
+        layout = {3: "channels, height, width", 1: "features"}.get(len(shape), "")
+        if images and len(shape) == 3 and shape[0] == 1:
+            layout += "; the images are all grayscale, so one channel"
+        resize = " (or --image-size N to resize the images)" if images else ""
+        layout = f" ({layout})" if layout else ""
+        raise ValueError(
+            f"--{role} {spec!r} fails on the examples of --data {loaded.source!r}, each of shape {shape}"
+            f"{layout}: {type(error).__name__}: {first_line(error)}; give a {role} built for such "
+            f"inputs{resize}"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
 def run(args: argparse.Namespace) -> int:
-    """The ``distill`` subcommand's handler: resolve the options, load, distil, write, print a summary;
-    returns the exit code."""
+    """The ``distill`` subcommand's handler: resolve the options, check the output folder, load the
+    teacher, build the student, load the data, check that both models run on it, distil, write, print a
+    summary; returns the exit code. Every check runs before any training."""
     options, knobs = resolve(args)
     try:
         where = runtime.device(options["device"])
     except RuntimeError as error:
         raise ValueError(f"--device {options['device']}: {error}") from None
-    split, classes, test_fraction, data_source = _load_data(options)
-    split = split.to(where)
-    teacher = load_module(options["teacher"], "teacher").to(where)
+    out = Path(options["out"])
+    _check_out(out)
+    teacher = load_module(options["teacher"], "teacher")
     # The student's initial weights are drawn with the seed knob: a run repeats from its config.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(knobs["seed"])
         student = build_student(options["student"])
+    loaded = _load_data(options)
+    split = loaded.split.to(where)
+    val = loaded.val.to(where) if loaded.val is not None else None
+    teacher, student = teacher.to(where), student.to(where)
+    _check_runs(teacher, "teacher", options["teacher"], loaded, split.train.x)
+    _check_runs(student, "student", options["student"], loaded, split.train.x)
     try:
         student, history = api.distill(
-            teacher, student, split.train, split.test, method=options["method"], **knobs, device=where
+            teacher, student, split.train, split.test, method=options["method"], **knobs, val=val,
+            device=where,
         )
     except (KeyError, TypeError) as error:  # the command prints ValueErrors cleanly; these read the same
         raise ValueError(error.args[0] if error.args else str(error)) from None
-    out = Path(options["out"])
     out.mkdir(parents=True, exist_ok=True)
     env = environment(where)
     config = {
         **options, "teacher": _as_recorded(options["teacher"]), "student": _as_recorded(options["student"]),
-        "data": data_source, "out": str(out.resolve()), "test_fraction": test_fraction, "device": str(where),
-        "knobs": knobs, "environment": env,
+        "data": loaded.source, "out": str(out.resolve()), "test_fraction": loaded.test_fraction,
+        "device": str(where), "knobs": knobs, "environment": env,
     }
     torch.save(student.cpu(), out / "student.pt")
     student_logits = metrics.predict(student, split.test.x.cpu())
     teacher_logits = metrics.predict(teacher, split.test.x)
+    student_record: dict[str, Any] = {
+        "test_accuracy": metrics.accuracy(student_logits, split.test.y.cpu()),
+        "parameters": metrics.parameter_count(student), "bytes": export.size_bytes(student),
+    }
+    if history.best_epoch is not None:  # selected on the val split: student.pt holds that epoch's weights
+        student_record["weights"] = f"epoch {history.best_epoch} (best_epoch, selected on the val split)"
+        for label, epoch, read in (("best_epoch", history.best_epoch, history.best),
+                                   ("last_epoch", len(history), history.last)):
+            student_record[label] = {"epoch": epoch, "val_accuracy": read("val_accuracy"),
+                                     "test_accuracy": read("test_accuracy")}
     record = {
         "method": options["method"], "knobs": {**knobs, "device": str(where)},
-        "data": data_source, "train_size": len(split.train), "test_size": len(split.test),
-        "test_fraction": test_fraction, "seed": options["seed"],
-        **({"classes": list(classes)} if classes is not None else {}),
+        "data": loaded.source, "train_size": len(split.train), "test_size": len(split.test),
+        "val_size": len(val) if val is not None else None, "test_fraction": loaded.test_fraction,
+        "val_fraction": options["val_fraction"], "seed": options["seed"],
+        **({"classes": list(loaded.classes)} if loaded.classes is not None else {}),
         "teacher": {"test_accuracy": metrics.accuracy(teacher_logits, split.test.y),
                     "parameters": metrics.parameter_count(teacher), "bytes": export.size_bytes(teacher)},
-        "student": {"test_accuracy": metrics.accuracy(student_logits, split.test.y.cpu()),
-                    "parameters": metrics.parameter_count(student), "bytes": export.size_bytes(student)},
+        "student": student_record,
+        "best_epoch": history.best_epoch,
         "environment": env,
         "history": history.to_dict()["epochs"],
     }
@@ -430,9 +468,12 @@ def run(args: argparse.Namespace) -> int:
         "# (flags given with it override its values; environment records where it ran, and is not read)\n"
         + yaml.safe_dump(config, sort_keys=False)
     )
-    print(f"kdlab: {options['method']}: teacher {record['teacher']['test_accuracy']:.4f}, student "
-          f"{record['student']['test_accuracy']:.4f} test accuracy; wrote {out / 'student.pt'}, "
-          f"{out / 'results.json'} and {out / 'config.yaml'}")
+    accuracy = f"student {record['student']['test_accuracy']:.4f} test accuracy"
+    if history.best_epoch is not None:
+        accuracy += (f" at its best epoch {history.best_epoch} of {len(history)}, selected on the val split "
+                     f"({record['student']['last_epoch']['test_accuracy']:.4f} at the last)")
+    print(f"kdlab: {options['method']}: teacher {record['teacher']['test_accuracy']:.4f}, {accuracy}; wrote "
+          f"{out / 'student.pt'}, {out / 'results.json'} and {out / 'config.yaml'}")
     return 0
 
 
@@ -468,6 +509,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="share of each class held out as the test part when your data have none (x_test/y_test, a "
         f"test folder) (default {userdata.DEFAULT_TEST_FRACTION})",
     )
+    parser.add_argument(
+        "--val-fraction", type=float, metavar="F",
+        help="hold out a class-stratified share F of the training set (after --train-size; drawn with "
+        "--seed; never from the test set) as a validation split: the student of the epoch with the fewest "
+        "val errors is kept, and results.json records best_epoch with the best and last epochs' test "
+        "accuracies (default: none; the last epoch's student)",
+    )
     parser.add_argument("--method", choices=api.METHODS, help="the distillation method (default hinton)")
     parser.add_argument(
         "-p", "--parameter", action="append", metavar="NAME=VALUE",
@@ -477,8 +525,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--test-size", type=int, help="a class-stratified slice of the test set")
     parser.add_argument(
         "--seed", type=int,
-        help="which held-out test part (--test-fraction) and training slice (--train-size) (default 0); "
-        "the training seed is the knob -p seed=S",
+        help="which held-out test part (--test-fraction), training slice (--train-size) and val split "
+        "(--val-fraction) (default 0); the training seed is the knob -p seed=S",
     )
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--out", help="output folder (default: ./distilled)")

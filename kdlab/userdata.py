@@ -19,7 +19,9 @@ command calls it):
 
 Inputs become float32: ``uint8`` arrays are read as 8-bit images (divided by 255), other numbers
 are converted as they are. Without a test part in the file, a held-out test part is drawn from the
-examples: a class-stratified ``test_fraction`` (default 0.2), fixed by ``seed``. Everything is
+examples: a class-stratified ``test_fraction`` (default 0.2), fixed by ``seed`` (the command's
+``--val-fraction`` holds out its validation split from the training part in the same way,
+:func:`stratified_split`). Everything is
 read into memory, as kdlab's own data sets are (fine for thousands of small images; a larger set
 is better given to :func:`kdlab.distill` as a ``DataLoader``).
 
@@ -112,17 +114,19 @@ def load(
     return UserData(Split(str(source), train, test, num_classes), classes, fraction)
 
 
-def _check_fraction(fraction: float) -> None:
+def _check_fraction(fraction: float, flag: str = "--test-fraction") -> None:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-        raise ValueError(f"--test-fraction must be a number in (0, 1), got {fraction!r}")
+        raise ValueError(f"{flag} must be a number in (0, 1), got {fraction!r}")
 
 
 def stratified_split(
-    tensors: Tensors, fraction: float, seed: int, where: str = "the data"
+    tensors: Tensors, fraction: float, seed: int, where: str = "the data", flag: str = "--test-fraction"
 ) -> tuple[Tensors, Tensors]:
-    """``tensors`` split into (train, test): about ``fraction`` of every class (rounded; at least one
-    example of each class with two or more, never all of them) goes to test, drawn with ``seed``."""
-    _check_fraction(fraction)
+    """``tensors`` split into (kept, held out): about ``fraction`` of every class (rounded; at least one
+    example of each class with two or more, never all of them) is held out, drawn with ``seed``: the
+    test part for ``--test-fraction``, the validation split for ``--val-fraction`` (``flag``, the option
+    that errors name)."""
+    _check_fraction(fraction, flag)
     generator = torch.Generator().manual_seed(seed)
     labels = tensors.y.cpu()
     held = []
@@ -135,8 +139,9 @@ def stratified_split(
     test_rows = torch.cat(held).sort().values
     if len(test_rows) == 0:
         raise ValueError(
-            f"--test-fraction {fraction} holds out no example of {where}: each of its classes has a single "
-            f"example ({len(tensors)} in all); give more examples, or a test part of its own"
+            f"{flag} {fraction} holds out no example of {where}: each of its classes has a single "
+            f"example ({len(tensors)} in all); give more examples"
+            + (", or a test part of its own" if flag == "--test-fraction" else "")
         )
     keep = torch.ones(len(tensors), dtype=torch.bool)
     keep[test_rows] = False

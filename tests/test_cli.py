@@ -96,3 +96,41 @@ def test_the_repository_and_launch_buttons_show_only_with_a_repository_url():
     assert hidden["html"]["use_repository_button"] is False
     shown = runner.with_repository({"repository": {"url": "https://example.org/kdlab"}, "launch_buttons": {}})
     assert shown["html"]["use_repository_button"] is True and shown["repository"]["url"]
+
+
+def test_an_unforeseen_error_is_one_line_unless_kdlab_debug_is_set(monkeypatch, capsys):
+    def fails(args):
+        raise RuntimeError("Given groups=1, weight of size [8, 3, 3, 3]\nexpected 3 channels")
+
+    monkeypatch.delenv("KDLAB_DEBUG", raising=False)
+    monkeypatch.setattr(cli_distill, "run", fails)
+    argv = ["distill", "--teacher", "t.pt", "--student", "mlp((64, 3))", "--data", "digits"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == ("kdlab: error: RuntimeError: Given groups=1, weight of size [8, 3, 3, 3] expected 3 "
+                   "channels (set KDLAB_DEBUG=1 to see the traceback)\n")
+    for error in (OSError("disk full"), KeyError("fc"), TypeError("bad")):
+        monkeypatch.setattr(cli_distill, "run", lambda args, error=error: (_ for _ in ()).throw(error))
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err.startswith(f"kdlab: error: {type(error).__name__}: ")
+    monkeypatch.setattr(cli_distill, "run", fails)
+    monkeypatch.setenv("KDLAB_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="Given groups=1"):
+        cli.main(argv)
+    with pytest.raises(ValueError, match="chapter must be one of"):  # kdlab's own errors too
+        cli.main(["--root", str(ROOT), "run", "no_such_chapter"])
+    monkeypatch.setenv("KDLAB_DEBUG", "0")
+    for interrupt in (KeyboardInterrupt(), SystemExit(3)):  # left alone
+        monkeypatch.setattr(cli_distill, "run", lambda args, error=interrupt: (_ for _ in ()).throw(error))
+        with pytest.raises(type(interrupt)):
+            cli.main(argv)
+
+
+def test_the_help_says_how_to_see_a_traceback(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "KDLAB_DEBUG=1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["distill", "--help"])
+    out = capsys.readouterr().out
+    assert "KDLAB_DEBUG=1" in out and "--val-fraction F" in out

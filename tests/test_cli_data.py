@@ -4,6 +4,7 @@ saved ``config.yaml`` that repeats a run, and every method of ``kdlab.api.METHOD
 import argparse
 import json
 import sys
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -235,10 +236,11 @@ def test_the_saved_config_repeats_the_run_exactly(tmp_path):
     assert run_cli(["--teacher", str(teacher), "--student", "mlp((64, 16, 3))", "--data", str(npz),
                     "--method", "logits", "-p", "seed=3", "--out", str(first), *FAST]) == 0
     config = yaml.safe_load((first / "config.yaml").read_text())
-    written = {k: v for k, v in api.knobs_of("logits").items() if k not in ("device", "callbacks")}
+    written = {k: v for k, v in api.knobs_of("logits").items() if k not in ("device", "callbacks", "val")}
     assert config["knobs"] == {**written,
                                "epochs": 1, "batch_size": 8, "seed": 3, "progress": False}
     assert config["device"] == "cpu" and config["test_fraction"] == 0.2 and config["seed"] == 0
+    assert config["val_fraction"] is None and read_results(first)["best_epoch"] is None
     assert config["teacher"] == str(teacher.resolve()) and config["out"] == str(first.resolve())
     assert config["environment"]["kdlab"] and config["environment"]["torch"] == torch.__version__
     assert config["environment"]["device"] == "cpu"
@@ -414,3 +416,192 @@ def test_a_config_written_by_other_versions_says_so(tmp_path, capsys):
     assert cli_distill.read_config(path)["method"] == "logits"
     err = capsys.readouterr().err
     assert "written with kdlab 0.0.1 (here" in err and "torch 1.0.0 (here" in err and "may not repeat" in err
+
+
+# 6. A validation split (--val-fraction), and knob paths made absolute.
+
+def test_val_fraction_selects_the_best_epoch_and_the_saved_config_repeats_it(tmp_path, monkeypatch):
+    teacher, npz = common(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "first"
+    seen = []
+    distill = api.distill
+
+    def spy(*args, **knobs):
+        seen.append((args, knobs))
+        return distill(*args, **knobs)
+
+    monkeypatch.setattr(api, "distill", spy)
+    assert run_cli(["--teacher", str(teacher), "--student", "mlp((64, 16, 3))", "--data", str(npz),
+                    "--val-fraction", "0.25", "--seed", "1", "-p", "log=l.csv", "-p", "checkpoint=ck.pt",
+                    "--out", str(first), "-p", "epochs=3", "-p", "batch_size=8", "--device", "cpu"]) == 0
+    # 36 examples, 12 a class: 2 a class held out as the test part, then 3 a class of the other 10 as val.
+    record = read_results(first)
+    assert (record["train_size"], record["val_size"], record["test_size"]) == (21, 9, 6)
+    assert record["val_fraction"] == 0.25
+    (_, _, train, test), knobs = seen[0]
+    val = knobs["val"]
+    assert len(val) == 9 and torch.bincount(val.y).tolist() == [3, 3, 3]
+    # Held out of the training set: train, val and test are the file's 36 examples, each once.
+    rows = torch.cat([train.x, val.x, test.x]).flatten(1)
+    assert len(rows) == 36 and len(torch.unique(rows, dim=0)) == 36
+    best = record["best_epoch"]
+    assert best in (1, 2, 3) and len(record["history"]) == 3 and "val_error" in record["history"][0]
+    student = record["student"]
+    assert student["best_epoch"]["epoch"] == best and student["last_epoch"]["epoch"] == 3
+    assert student["best_epoch"]["test_accuracy"] == record["history"][best - 1]["test_accuracy"]
+    assert student["last_epoch"]["test_accuracy"] == record["history"][-1]["test_accuracy"]
+    assert student["test_accuracy"] == pytest.approx(student["best_epoch"]["test_accuracy"])
+    assert "selected on the val split" in student["weights"]
+    config = yaml.safe_load((first / "config.yaml").read_text())
+    assert config["val_fraction"] == 0.25 and "val" not in config["knobs"]
+    # Knob paths are absolute, in the run and in config.yaml.
+    assert config["knobs"]["log"] == str(tmp_path / "l.csv") == knobs["log"]
+    assert config["knobs"]["checkpoint"] == str(tmp_path / "ck.pt") == record["knobs"]["checkpoint"]
+    assert (tmp_path / "l.csv").exists()
+    # Repeated from another folder, the config gives the same split, epoch and student.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = tmp_path / "again"
+    assert cli.main(["distill", "--config", str(first / "config.yaml"), "--out", str(again)]) == 0
+    assert not (tmp_path / "elsewhere" / "l.csv").exists()
+    assert torch.equal(seen[1][1]["val"].x, val.x)
+    assert same_weights(torch.load(first / "student.pt", weights_only=False),
+                        torch.load(again / "student.pt", weights_only=False))
+    assert without_timings(read_results(first)) == without_timings(read_results(again))
+    repeated = yaml.safe_load((again / "config.yaml").read_text())
+    assert {**repeated, "out": None} == {**config, "out": None}
+
+
+def test_val_fraction_on_a_kdlab_data_set_and_the_val_knob_is_refused(tmp_path, monkeypatch):
+    teacher = save_teacher(tmp_path / "t.pt", classes=10)
+    calls = []
+
+    def stop(*args, **knobs):
+        calls.append((args, knobs))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(api, "distill", stop)
+    argv = ["--teacher", str(teacher), "--student", "mlp((64, 10))", "--data", "digits", "--train-size", "50",
+            "--test-size", "20", *FAST]
+    with pytest.raises(RuntimeError, match="stop"):
+        run_cli([*argv, "--val-fraction", "0.2"])
+    (_, _, train, test), knobs = calls[0]
+    val = knobs["val"]
+    # 5 of each digit in --train-size 50: 1 of each held out as val, the test part untouched.
+    assert (len(train), len(val), len(test)) == (40, 10, 20)
+    assert torch.bincount(val.y, minlength=10).tolist() == [1] * 10
+    assert len(torch.unique(torch.cat([train.x, val.x]).flatten(1), dim=0)) == 50
+    for given in (["-p", "val=0.2"], ["--config", str(write(tmp_path / "v.yaml", "knobs: {val: 0.2}\n"))]):
+        with pytest.raises(ValueError, match=r"knob val takes a validation split.*--val-fraction F "
+                                             r"\(val_fraction: F in a --config file\)"):
+            run_cli([*argv, *given])
+    with pytest.raises(ValueError, match=r"--val-fraction must be a number in \(0, 1\), got 1\.5"):
+        run_cli([*argv, "--val-fraction", "1.5"])
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in \(0, 1\), got 'a tenth'"):
+        run_cli([*argv, "--config", str(write(tmp_path / "w.yaml", "val_fraction: a tenth\n"))])
+    one_each = tmp_path / "one.npz"
+    np.savez(one_each, x=np.zeros((6, 64), np.float32), y=np.arange(6) % 3,
+             x_test=np.zeros((3, 64), np.float32), y_test=np.arange(3))
+    with pytest.raises(ValueError, match=r"--val-fraction 0\.3 holds out no example of the training set of "
+                                         r"--data .*one\.npz"):
+        run_cli(["--teacher", str(save_teacher(tmp_path / "t3.pt")), "--student", "mlp((64, 3))", "--data",
+                 str(one_each), "--train-size", "3", "--val-fraction", "0.3", *FAST])
+    assert len(calls) == 1
+    # A config.yaml of an older kdlab, with its knob val: null, still runs.
+    old = write(tmp_path / "old.yaml", "teacher: t.pt\nstudent: mlp((64, 3))\ndata: digits\n"
+                                       "knobs: {val: null}\n")
+    options, knobs = cli_distill.resolve(namespace(config=str(old)))
+    assert "val" not in knobs and options["val_fraction"] is None
+
+
+def namespace(**given) -> argparse.Namespace:
+    """The parsed command line of ``kdlab distill`` with only ``given`` options."""
+    return argparse.Namespace(**{**{name: None for name in (*cli_distill.OPTIONS, "config", "parameter")},
+                                 **given})
+
+
+def test_knob_paths_are_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, knobs = cli_distill.resolve(namespace(
+        parameter=["log=logs/l.csv", "tensorboard=tb", "checkpoint=c.pt"], teacher="t.pt",
+        student="mlp((64, 3))", data="digits"))
+    assert (knobs["log"], knobs["tensorboard"], knobs["checkpoint"]) == (
+        str(tmp_path / "logs" / "l.csv"), str(tmp_path / "tb"), str(tmp_path / "c.pt"))
+
+
+# 7. Every failure is one line, "kdlab: error: ...", with status 2, before any training.
+
+def kdlab_error(argv: list[str], capsys) -> str:
+    """``kdlab distill ARGV``'s one error line (it must exit with status 2)."""
+    assert cli.main(["distill", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kdlab: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_bad_teachers_students_and_outs_are_named_before_any_training(tmp_path, monkeypatch, capsys):
+    trained = []
+    monkeypatch.setattr(api, "distill", lambda *args, **knobs: trained.append(args))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no pretrained weights cached
+    teacher, npz = common(tmp_path)
+    student = ["--student", "mlp((64, 3))"]
+    data = ["--data", str(npz), "--out", str(tmp_path / "out")]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    err = kdlab_error(["--teacher", str(folder), *student, *data], capsys)
+    assert f"--teacher {str(folder)!r} is a folder; give a file saved with torch.save" in err
+    assert ".pt2 from torch.export" in err
+    yaml_file = write(tmp_path / "run.yaml", "teacher: t.pt\n")
+    err = kdlab_error(["--teacher", str(yaml_file), *student, *data], capsys)
+    assert f"--teacher {str(yaml_file)!r} is not a torch file (" in err and "torch.save(model, path)" in err
+    (tmp_path / "t.pt2").write_bytes(b"not a program")
+    err = kdlab_error(["--teacher", str(tmp_path / "t.pt2"), *student, *data], capsys)
+    assert "t.pt2' is not a torch.export program (not a zip archive)" in err
+    torch.save(torch.zeros(2), tmp_path / "tensor.pt2")  # a zip, but not a program
+    err = kdlab_error(["--teacher", str(tmp_path / "tensor.pt2"), *student, *data], capsys)
+    assert "tensor.pt2' cannot be read as a torch.export program (" in err
+    # A module whose class cannot be imported where it is loaded.
+    (tmp_path / "gone_module.py").write_text("from torch import nn\nclass Net(nn.Linear):\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import gone_module
+
+        torch.save(gone_module.Net(64, 3), tmp_path / "gone.pt")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("gone_module", None)
+    err = kdlab_error(["--teacher", str(tmp_path / "gone.pt"), *student, *data], capsys)
+    assert "holds a model whose class cannot be imported here (No module named 'gone_module')" in err
+    # --out: a file, or under a file; refused before the teacher is even read.
+    out_file = write(tmp_path / "results.txt", "mine")
+    err = kdlab_error(["--teacher", str(folder), *student, "--data", str(npz), "--out", str(out_file)],
+                      capsys)
+    assert f"--out {str(out_file)!r} is a file; give a folder" in err
+    err = kdlab_error(["--teacher", str(teacher), *student, "--data", str(npz), "--out", str(out_file / "x")],
+                      capsys)
+    assert "cannot be created:" in err and "results.txt' is a file, not a folder" in err
+    assert out_file.read_text() == "mine"
+    # Students that cannot be built.
+    err = kdlab_error(["--teacher", str(teacher), "--student", "mlp(3)", *data], capsys)
+    assert "--student 'mlp(3)' could not be built: TypeError:" in err
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    spec = "torchvision.models.resnet18(weights='DEFAULT')"
+    err = kdlab_error(["--teacher", str(teacher), "--student", spec, *data], capsys)
+    assert f"--student {spec!r} could not be built: URLError:" in err and "no network" in err
+    assert "weights=None" in err
+    # Models that cannot take the data's examples: grayscale images, a 3-channel student and teacher.
+    images = image_folder(tmp_path / "images")
+    spec = "torchvision.models.resnet18(num_classes=3)"
+    err = kdlab_error(["--teacher", str(teacher), "--student", spec, "--data", str(images)], capsys)
+    assert f"--student {spec!r} fails on the examples of --data {str(images)!r}, each of shape (1, 8, " in err
+    assert "the images are all grayscale, so one channel" in err and "RuntimeError: Given groups=1" in err
+    rgb = image_folder(tmp_path / "rgb", mode="RGB")
+    err = kdlab_error(["--teacher", str(teacher), *student, "--data", str(rgb)], capsys)
+    assert f"--teacher {str(teacher)!r} fails on the examples of --data {str(rgb)!r}, each of shape" in err
+    assert "(3, 8, 8) (channels, height, width): RuntimeError:" in err and "--image-size N" in err
+    assert trained == [] and not (tmp_path / "out").exists()
