@@ -220,18 +220,6 @@ def num_classes(model: nn.Module, example: Tensor, role: str) -> int:
     return int(logits.shape[1])
 
 
-def check_classes(teacher: nn.Module, student: nn.Module, example: Tensor) -> int:
-    """The shared class count of ``teacher`` and ``student`` on ``example``; ``ValueError`` if they differ."""
-    teacher_classes = num_classes(teacher, example, "teacher")
-    student_classes = num_classes(student, example, "student")
-    if teacher_classes != student_classes:
-        raise ValueError(
-            f"teacher and student must predict the same number of classes, got {teacher_classes} "
-            f"(teacher) and {student_classes} (student)"
-        )
-    return teacher_classes
-
-
 def first_batch(data: Tensors | DataLoader | Dataset) -> tuple[Tensor, Tensor]:
     """Two examples ``(x, y)`` of ``data``, to probe models (shapes, class counts)."""
     if isinstance(data, Tensors):
