@@ -23,7 +23,9 @@ Callback = Callable[[Mapping[str, float], nn.Module], None]
 
 
 def write_csv(path: Path, rows: list[dict[str, float]], append: bool = False) -> None:
-    """Write ``rows`` to the CSV at ``path`` (anew, or appended), the header from the first row."""
+    """Write ``rows`` to the CSV at ``path`` (anew, or appended), the header from the first row; the
+    epoch (a float in the History) as the whole number it is."""
+    rows = [{**row, "epoch": int(row["epoch"])} if "epoch" in row else row for row in rows]
     if not append or not path.exists():
         path.write_text("")
     with path.open(newline="") as file:

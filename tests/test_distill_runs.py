@@ -115,6 +115,7 @@ def test_the_csv_log_has_one_row_per_epoch_with_the_history_keys(parts, tmp_path
     assert reader.fieldnames == history.keys()
     assert len(rows) == len(history) == KNOBS["epochs"]
     assert [float(r["val_error"]) for r in rows] == history["val_error"]
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, KNOBS["epochs"] + 1)]
 
 
 def test_tensorboard_events_hold_every_epochs_row(parts, tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab import metrics
+from kdlab import metrics, models
 from kdlab.book import profiles, results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,3 +223,19 @@ def test_the_book_teacher_has_one_recipe_per_profile_and_refuses_others():
         assert recipe["augment"].active and recipe["schedule"] == "cosine"
     with pytest.raises(ValueError, match=r"profile must be one of \[.*\], got 'fast'"):
         teachers.book_teacher("fast")
+    with pytest.raises(ValueError, match=r"architecture must be one of \[.*\], got 'resnet'"):
+        teachers.book_teacher("smoke", architecture="resnet")
+
+
+def test_the_fsp_teacher_gives_fsp_matrices_of_the_students_shape():
+    from kdlab.methods import fsp, teachers
+
+    x = torch.zeros(2, 1, 28, 28)
+    pairs = [("conv1", "conv2.1")]
+    shapes = {
+        name: [g.shape for g in fsp.fsp_matrices(make(), x, pairs)]
+        for name, make in (("teacher", teachers.ARCHITECTURES["lenet-student-convs"]),
+                           ("student", lambda: models.lenet(models.STUDENT_WIDTHS)),
+                           ("book teacher", teachers.ARCHITECTURES["lenet"]))
+    }
+    assert shapes["teacher"] == shapes["student"] != shapes["book teacher"]
