@@ -105,6 +105,9 @@ def test_summary_rows_from_hand_computed_means_spreads_gaps_and_costs():
     assert dml["gap_closed"] == pytest.approx((105 - 87) / (105 - 55))
     assert dml["seconds_per_epoch"] == pytest.approx(3.0)
     assert dml["cost"] == pytest.approx(6.0 / 2.0)
+    own = {row["method"]: row for row in compare.summary(runs, teacher_errors=55, own_teachers={"DML": 75})}
+    assert own["DML"]["gap_closed"] == pytest.approx((105 - 87) / (105 - 75))  # to its own teacher
+    assert own["student alone"]["gap_closed"] == 0
 
 
 def test_summary_needs_the_student_alone():
@@ -240,6 +243,22 @@ def test_fsp_runs_when_the_student_has_the_teachers_widths(setting):
     setting = _with(setting, make_student=lambda: models.lenet((16, 16, 8), image_size=8))
     (run,) = compare.run_all(setting, seeds=1, methods=["FSP"])["FSP"]
     assert [len(h) for h in run.histories] == [1, 1]
+
+
+def test_fsp_distils_from_its_own_teacher_when_the_common_one_is_wider(setting):
+    torch.manual_seed(1)
+    own = models.lenet((4, 8, 32), image_size=8)  # the student's conv widths, a wider hidden layer
+    paired = _with(setting, fsp_teacher=own)
+    assert compare.fsp_mismatch(setting) is not None and compare.fsp_mismatch(paired) is None
+    arms = [compare.ALONE, "Hinton KD", "FSP"]
+    runs = compare.run_seed(paired, 0, arms)
+    assert list(runs) == arms
+    plain = compare.run_seed(setting, 0, arms[:2])
+    for arm in arms[:2]:  # every other method still learns from the common teacher
+        assert same_weights(runs[arm].student, plain[arm].student)
+    torch.manual_seed(2)
+    other = compare.run_seed(_with(setting, fsp_teacher=models.lenet((4, 8, 32), image_size=8)), 0, ["FSP"])
+    assert not same_weights(other["FSP"].student, runs["FSP"].student)  # the FSP teacher is the one given
 
 
 def test_without_the_cache_nothing_is_stored(setting, tmp_path):

@@ -46,7 +46,9 @@ class Setting:
     two-stage methods (FitNets' hint stage, FSP's stage 1) get ``stage_epochs`` more. Method
     knobs: Hinton's ``temperature`` and ``alpha`` (also FitNets' initial alpha, annealed),
     tsneNet's ``beta`` (alpha = inf, perplexity 20), the FitNets ``hint`` / ``guided`` layers,
-    the ``fsp_pairs`` (the same layer names in both nets) and the DML ``cohort`` size; any other
+    the ``fsp_pairs`` (the same layer names in both nets), FSP's own ``fsp_teacher`` (``None``: the
+    common ``teacher``; Yim et al. compare FSP matrices entry by entry, so a student thinner than the
+    common teacher needs one of its own widths) and the DML ``cohort`` size; any other
     knob of a registry method in ``method_knobs`` (``{"dkd": {"nckd_weight": 6.0}}``). With
     ``cache`` every trained student is stored and reloaded; ``cache=False`` trains every student
     afresh and stores nothing (the teacher is the caller's). ``test_every_epoch`` evaluates each
@@ -72,6 +74,7 @@ class Setting:
     hint: str = "conv2"
     guided: str = "conv2"
     fsp_pairs: Sequence[tuple[str, str]] = (("conv1", "conv2.1"),)
+    fsp_teacher: nn.Module | None = None
     cohort: int = 2
     method_knobs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cache: bool = True
@@ -141,17 +144,23 @@ def student_errors(model: nn.Module, test: Tensors) -> float:
     return float(metrics.error_count(cache.logits(model, test.x), test.y))
 
 
+def fsp_source(setting: Setting) -> nn.Module:
+    """The teacher FSP distils from on ``setting``: its ``fsp_teacher``, else the common teacher."""
+    return setting.teacher if setting.fsp_teacher is None else setting.fsp_teacher
+
+
 def fsp_mismatch(setting: Setting) -> str | None:
     """Why FSP cannot run on ``setting``, or ``None`` when it can.
 
     Yim et al. (2017), eq. 2 compares the teacher's and the student's FSP matrices entry by
     entry, so each pair of layers must give matrices of one shape (c1, c2) in both nets; the
     paper pairs residual nets of equal widths and different depths. A thinner student (tsneNet's
-    8-16 vs 32-64) gives smaller matrices and the loss is undefined.
+    8-16 vs 32-64) gives smaller matrices and the loss is undefined, unless ``setting.fsp_teacher``
+    has the student's widths.
     """
     example = setting.train.x[:2]
     student = setting.make_student().to(example.device)
-    teacher = setting.teacher.to(example.device)
+    teacher = fsp_source(setting).to(example.device)
     try:
         fsp.check_pairs(student, setting.fsp_pairs, example, "student")
         fsp.check_pairs(teacher, setting.fsp_pairs, example, "teacher")
@@ -194,7 +203,8 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
     Returns ``{label: Run}``.
 
     The student alone is Born-Again's generation 0 (its teacher, of the student's architecture, as
-    in Furlanello et al.); the teacher's logits and features come from the cache."""
+    in Furlanello et al.); FSP distils from :func:`fsp_source`; the teacher's logits and features
+    come from the cache."""
     for method in methods:
         _checks.choice("methods", method, METHODS)
     where = runtime.device(setting.device)
@@ -220,7 +230,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
             continue
         entry = registry.METHODS[name]
         knobs = entry.resolve({**training, **method_knobs})
-        source = alone if name == "born_again" else teacher
+        source = {"born_again": alone, "fsp": fsp_source(setting).to(where)}.get(name, teacher)
         result = entry.run(source, setting.make_student, train, every_epoch, knobs, classes)
         histories = list(result.stages.values())  # every stage, in order
         if name == "born_again":
@@ -249,13 +259,18 @@ def gap_closed(alone: float, method: float, teacher: float) -> float:
     return (alone - method) / (alone - teacher)
 
 
-def summary(runs: Mapping[str, Sequence[Run]], teacher_errors: float) -> list[dict[str, Any]]:
+def summary(
+    runs: Mapping[str, Sequence[Run]], teacher_errors: float, own_teachers: Mapping[str, float] | None = None
+) -> list[dict[str, Any]]:
     """One row per method: ``errors`` (one per seed), their ``mean`` and ``sd``, the ``gap_closed``
-    (of the means, against ``"student alone"``), ``seconds_per_epoch`` and ``cost`` (the method's
-    training seconds over every stage, relative to the student alone's; mean over seeds).
+    (of the means, against ``"student alone"``, to the teacher's ``teacher_errors``, or for a method
+    of ``own_teachers`` to its own teacher's errors: FSP's ``fsp_teacher``), ``seconds_per_epoch`` and
+    ``cost`` (the method's training seconds over every stage, relative to the student alone's; mean
+    over seeds).
 
     Requires the ``"student alone"`` row. Errors are counts on the test set (last epoch).
     """
+    own_teachers = dict(own_teachers or {})
     if ALONE not in runs:
         raise KeyError(f"runs must hold {ALONE!r} (the baseline), got {sorted(runs)}")
     alone = runs[ALONE]
@@ -272,7 +287,7 @@ def summary(runs: Mapping[str, Sequence[Run]], teacher_errors: float) -> list[di
                 "errors": errors,
                 "mean": mean,
                 "sd": sd,
-                "gap_closed": gap_closed(alone_mean, mean, teacher_errors),
+                "gap_closed": gap_closed(alone_mean, mean, own_teachers.get(method, teacher_errors)),
                 "seconds_per_epoch": metrics.mean_std([r.seconds_per_epoch for r in method_runs])[0],
                 "cost": seconds / alone_seconds if alone_seconds > 0 else math.nan,
             }
