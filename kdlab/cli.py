@@ -64,7 +64,9 @@ def _book(args: argparse.Namespace) -> int:
         executed = Path(args.executed)
     else:
         executed = root / "_build" / "runs" / args.profile
-        for name, status, seconds in runner.execute_all(root, args.profile, executed, kernel=args.kernel):
+        for name, status, seconds in runner.execute_all(
+            root, args.profile, executed, kernel=args.kernel, jobs=args.jobs
+        ):
             print(
                 f"kdlab: {name}: {status}" + (f" in {seconds:.0f} s" if status == "ran" else ""), flush=True
             )
@@ -161,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         "--executed", help="build from notebooks already executed into this folder (no execution)"
     )
     build.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    build.add_argument(
+        "--jobs", type=int, default=2,
+        help="chapters run at once when the library's training code is unchanged since the last build "
+             "(they load their models from the cache); a cold build runs them one at a time",
+    )
     build.add_argument("--open", action="store_true", help="open the book in a browser when built")
     build.set_defaults(handler=_book)
 

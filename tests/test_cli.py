@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlab import cli, cli_distill
+from kdlab import cache, cli, cli_distill
 from kdlab.book import runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +73,44 @@ def test_execute_all_runs_in_toc_order_and_skips_unchanged_chapters(tmp_path):
     third = runner.execute_all(tmp_path, "smoke", out)
     # "last" reads the other chapters' results, so it runs again after "first" changed.
     assert [status for _, status, _ in third] == ["ran", "ran"]
+
+
+def test_a_warm_book_runs_its_stale_chapters_at_once_and_a_cold_one_in_turn(tmp_path):
+    import copy
+
+    import nbformat
+
+    tiny_book(tmp_path)
+    out = tmp_path / "runs"
+    runner.execute_all(tmp_path, "smoke", out)
+    assert (out / ".training.key").read_text() == cache.code_digest()
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n"
+        + "".join(f"- file: book/{name}\n" for name in ("first", "second", "last"))
+    )
+    plain = nbformat.read(tmp_path / "book" / "first.ipynb", as_version=4)
+    for name in ("first", "second"):  # each records when it ran, in seconds
+        nb = copy.deepcopy(plain)
+        nb.cells.append(nbformat.v4.new_code_cell(
+            "import time\nstart = time.time()\ntime.sleep(1.5)\n"
+            f"open({name!r} + '.times', 'w').write(f'{{start}} {{time.time()}}')"
+        ))
+        nbformat.write(nb, tmp_path / "book" / f"{name}.ipynb")
+
+    def spans():
+        return [tuple(map(float, (out / f"{n}.times").read_text().split())) for n in ("first", "second")]
+
+    warm = runner.execute_all(tmp_path, "smoke", out)
+    assert [status for _, status, _ in warm] == ["ran", "ran", "ran"]
+    (a_start, a_end), (b_start, b_end) = spans()
+    assert a_start < b_end and b_start < a_end  # at once: the training code is the last build's
+    (out / ".training.key").write_text("another training code")
+    for name in ("first", "second"):
+        (out / f".{name}.key").unlink()
+    cold = runner.execute_all(tmp_path, "smoke", out)
+    assert [status for _, status, _ in cold] == ["ran", "ran", "up to date"]  # the same chapters' results
+    (a_start, a_end), (b_start, b_end) = spans()
+    assert a_end <= b_start  # in turn, in the table's order
 
 
 def test_bench_creates_its_json_folder_and_rejects_unknown_names(tmp_path):

@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -257,38 +259,72 @@ def _package_digest() -> str:
     return h.hexdigest()
 
 
+def _run_stamped(
+    root: Path, name: str, profile: str, parameters: dict[str, Any], out: Path, kernel: str, key: str
+) -> float:
+    """:func:`run_chapter`, its key stamped beside the executed notebook once it ran; its seconds."""
+    started = time.perf_counter()
+    print(f"kdlab: running {name} at profile {profile} -> {out / (name + '.ipynb')}", flush=True)
+    (out / f".{name}.key").unlink(missing_ok=True)
+    run_chapter(root, name, profile, parameters, out, kernel=kernel)
+    (out / f".{name}.key").write_text(key)
+    return time.perf_counter() - started
+
+
 def execute_all(
-    root: Path, profile: str, out: Path, parameters: dict[str, Any] | None = None, kernel: str = "python3"
+    root: Path,
+    profile: str,
+    out: Path,
+    parameters: dict[str, Any] | None = None,
+    kernel: str = "python3",
+    jobs: int = 2,
 ) -> list[tuple[str, str, float]]:
     """Run every chapter of ``_toc.yml`` at ``profile`` into ``out``, in the table of contents' order.
 
     A chapter whose notebook, parameters and kdlab sources are unchanged since its last run here
     is not run again (its executed notebook is reused: the warm build). A chapter that reads the
     other chapters' results (notebook metadata ``kdlab.reads_results``, the results chapter) runs
-    again whenever a chapter before it did. Returns ``(chapter, "ran" or "up to date", seconds)``.
+    again whenever a chapter before it did, and after them. When the library's training code
+    (:func:`kdlab.cache.code_digest`) is that of the last build in ``out``, the chapters to run find
+    their trained models in the cache and spend their time starting kernels, loading and plotting,
+    so up to ``jobs`` of them run at once; otherwise (a cold build, or a changed loss, recipe or
+    training loop) one at a time, since chapters that train would only share the cores and blur
+    each chapter's time. Returns ``(chapter, "ran" or "up to date", seconds)`` in the table's order.
     """
+    from kdlab import cache
+
+    _checks.at_least("jobs", jobs, 1)
     parameters = parameters or {}
     out.mkdir(parents=True, exist_ok=True)
-    package = _package_digest()
-    report, earlier = [], []
+    package, training = _package_digest(), cache.code_digest()
+    training_stamp = out / ".training.key"
+    warm = training_stamp.exists() and training_stamp.read_text() == training
+    seconds: dict[str, float] = {}
+    keys, earlier, first, last = {}, [], [], []
     for name in chapters(root):
         source = root / "book" / f"{name}.ipynb"
         key_parts = [source.read_bytes().hex(), profile, repr(sorted(parameters.items())), package]
-        if json.loads(source.read_text()).get("metadata", {}).get("kdlab", {}).get("reads_results"):
+        reads = json.loads(source.read_text()).get("metadata", {}).get("kdlab", {}).get("reads_results")
+        if reads:
             key_parts += earlier
-        key = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()
-        earlier.append(key)
+        keys[name] = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()
+        earlier.append(keys[name])
         stamp, target = out / f".{name}.key", out / f"{name}.ipynb"
-        if target.exists() and stamp.exists() and stamp.read_text() == key:
-            report.append((name, "up to date", 0.0))
-            continue
-        started = time.perf_counter()
-        print(f"kdlab: running {name} at profile {profile} -> {target}", flush=True)
-        stamp.unlink(missing_ok=True)
-        run_chapter(root, name, profile, parameters, out, kernel=kernel)
-        stamp.write_text(key)
-        report.append((name, "ran", time.perf_counter() - started))
-    return report
+        if not (target.exists() and stamp.exists() and stamp.read_text() == keys[name]):
+            (last if reads else first).append(name)
+
+    chapter_args = {name: (root, name, profile, parameters, out, kernel, keys[name]) for name in first + last}
+    if warm and jobs > 1 and len(first) > 1:
+        # Spawned processes: each chapter's papermill client in its own interpreter, as `kdlab run` runs it.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
+            runs = {name: pool.submit(_run_stamped, *chapter_args[name]) for name in first}
+            seconds.update({name: run.result() for name, run in runs.items()})  # a failure raises here
+    else:
+        seconds.update({name: _run_stamped(*chapter_args[name]) for name in first})
+    seconds.update({name: _run_stamped(*chapter_args[name]) for name in last})
+    training_stamp.write_text(training)
+    return [(name, "ran", seconds[name]) if name in seconds else (name, "up to date", 0.0) for name in keys]
 
 
 def with_repository(config: dict[str, Any]) -> dict[str, Any]:
