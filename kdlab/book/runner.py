@@ -260,9 +260,14 @@ def _package_digest() -> str:
 
 
 def _run_stamped(
-    root: Path, name: str, profile: str, parameters: dict[str, Any], out: Path, kernel: str, key: str
+    root: Path, name: str, profile: str, parameters: dict[str, Any], out: Path, kernel: str, key: str,
+    threads: int | None = None,
 ) -> float:
-    """:func:`run_chapter`, its key stamped beside the executed notebook once it ran; its seconds."""
+    """:func:`run_chapter`, its key stamped beside the executed notebook once it ran; its seconds. With
+    ``threads`` (a worker process of its own), the chapter's kernel gets that many CPU threads."""
+    if threads is not None:
+        # Chapters side by side must share the cores: torch's threads, more than the cores, spin and crawl.
+        os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     started = time.perf_counter()
     print(f"kdlab: running {name} at profile {profile} -> {out / (name + '.ipynb')}", flush=True)
     (out / f".{name}.key").unlink(missing_ok=True)
@@ -318,7 +323,8 @@ def execute_all(
         # Spawned processes: each chapter's papermill client in its own interpreter, as `kdlab run` runs it.
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
-            runs = {name: pool.submit(_run_stamped, *chapter_args[name]) for name in first}
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            runs = {name: pool.submit(_run_stamped, *chapter_args[name], threads) for name in first}
             seconds.update({name: run.result() for name, run in runs.items()})  # a failure raises here
     else:
         seconds.update({name: _run_stamped(*chapter_args[name]) for name in first})
