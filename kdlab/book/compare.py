@@ -209,7 +209,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
         _checks.choice("methods", method, METHODS)
     where = runtime.device(setting.device)
     train, test = setting.train.to(where), setting.test.to(where)
-    teacher = setting.teacher.to(where)
+    teacher, fsp_teacher = setting.teacher.to(where), fsp_source(setting).to(where)
     training = {**setting.fit_knobs(seed), "device": where, "cache": setting.cache}
     classes = int(cache.logits(teacher, train.x).shape[1])
     runs: dict[str, Run] = {}
@@ -230,7 +230,7 @@ def run_seed(setting: Setting, seed: int, methods: Sequence[str] = METHODS) -> d
             continue
         entry = registry.METHODS[name]
         knobs = entry.resolve({**training, **method_knobs})
-        source = {"born_again": alone, "fsp": fsp_source(setting).to(where)}.get(name, teacher)
+        source = {"born_again": alone, "fsp": fsp_teacher}.get(name, teacher)
         result = entry.run(source, setting.make_student, train, every_epoch, knobs, classes)
         histories = list(result.stages.values())  # every stage, in order
         if name == "born_again":
