@@ -92,7 +92,7 @@ def test_a_warm_book_runs_its_stale_chapters_at_once_and_a_cold_one_in_turn(tmp_
     for name in ("first", "second"):  # each records when it ran, in seconds
         nb = copy.deepcopy(plain)
         nb.cells.append(nbformat.v4.new_code_cell(
-            "import time\nstart = time.time()\ntime.sleep(1.5)\n"
+            "import time\nstart = time.time()\ntime.sleep(3)\n"
             f"open({name!r} + '.times', 'w').write(f'{{start}} {{time.time()}}')"
         ))
         nbformat.write(nb, tmp_path / "book" / f"{name}.ipynb")
