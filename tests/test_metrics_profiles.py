@@ -227,6 +227,25 @@ def test_the_book_teacher_has_one_recipe_per_profile_and_refuses_others():
         teachers.book_teacher("smoke", architecture="resnet")
 
 
+def test_the_hinton_table_teacher_is_the_book_teacher_or_hintons_jittered_mlp(monkeypatch):
+    from kdlab.methods import teachers
+
+    asked = []
+    monkeypatch.setattr(teachers, "book_teacher", lambda name, device=None: asked.append(("book", name)))
+    monkeypatch.setattr(teachers, "teacher", lambda split, arch, **knobs: asked.append((arch, knobs)))
+    teachers.hinton_table_teacher("book", "smoke", None, hinton_epochs=3)
+    teachers.hinton_table_teacher("hinton", "smoke", None, hinton_epochs=3)
+    assert asked[0] == ("book", "smoke")
+    architecture, knobs = asked[1]
+    assert architecture == "hinton" and knobs["epochs"] == 3 and knobs["schedule"] == "cosine"
+    assert knobs["augment"].active
+    with pytest.raises(ValueError, match=r"kind must be one of \[.*\], got 'conv'"):
+        teachers.hinton_table_teacher("conv", "smoke", None, hinton_epochs=3)
+    with pytest.raises(ValueError, match=r"hinton_epochs must be an integer >= 1, got 0"):
+        teachers.hinton_table_teacher("hinton", "smoke", None, hinton_epochs=0)
+    assert len(asked) == 2  # refused before any training
+
+
 def test_the_fsp_teacher_gives_fsp_matrices_of_the_students_shape():
     from kdlab.methods import fsp, teachers
 

@@ -126,23 +126,23 @@ CLAIMS: tuple[Claim, ...] = (
               "schedule) than the source's 10,000 epochs; the tsneNet chapter prints its accuracy beside "
               "the source's"),
     # Source document 001: He's report, and the paper it cites.
-    Claim("he.lambda_sweep", "he", "soft_targets", "test errors", "lower",
+    Claim("he.lambda_sweep", "he", "what_soft_targets_carry", "test errors", "lower",
           "on MNIST the labels alone (lambda = 0) beat the soft targets alone (lambda = 1): accuracy "
           "falls as the teacher's weight rises",
           paper="lambda = 0 best, lambda = 1 worst (T = 1)"),
     Claim("he.soft_loss_plateau", "he", "soft_targets", "% of its start kept", "higher",
           "the teacher-student cross-entropy barely decreases (stays near 80 % of its start)",
           paper="~80 % of its start (a normal loss: ~10 %)"),
-    Claim("he.noisy_teacher", "he", "soft_targets", "test errors", "lower",
+    Claim("he.noisy_teacher", "he", "what_soft_targets_carry", "test errors", "lower",
           "a noisy teacher hurts its student (offered for the CIFAR-10 plateau)",
           paper="no number (a hypothesis; the CIFAR-10 teacher is at 80 %)"),
-    Claim("yuan.uniform_teacher", "yuan", "soft_targets", "test errors", "lower",
+    Claim("yuan.uniform_teacher", "yuan", "what_soft_targets_carry", "test errors", "lower",
           "a teacher that knows nothing (uniform soft targets: label smoothing through the distillation "
           "loss) still beats training on the labels alone, so part of what any teacher gives is "
           "regularisation",
           paper="no MNIST figure; a 'virtual teacher' of smoothed labels helps CIFAR-100 and ImageNet "
                 "students"),
-    Claim("he.teacher_labels_new_data", "he", "soft_targets", "test errors", "lower",
+    Claim("he.teacher_labels_new_data", "he", "what_soft_targets_carry", "test errors", "lower",
           "a teacher can label new data: its soft labels of unlabelled images teach more than as many "
           "hard labels",
           paper="no number"),
@@ -178,13 +178,14 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("hinton.teacher_ahead", "hinton", "soft_targets", "test errors", "lower",
           "the distilled student stays behind its teacher",
           paper=_HINTON_TABLE),
-    Claim("hinton.unseen_digit_bias", "hinton", "soft_targets", "test errors on the left-out digit", "lower",
+    Claim("hinton.unseen_digit_bias", "hinton", "what_soft_targets_carry",
+          "test errors on the left-out digit", "lower",
           "a student distilled without any 3 recognises 3s once their bias is raised",
           paper="errors on 3s 133 -> 14 after a bias of +3.5 (the paper's section 3, not in the slides)"),
-    Claim("ba.logit_regression", "ba", "soft_targets", "test errors", "lower",
+    Claim("ba.logit_regression", "ba", "what_soft_targets_carry", "test errors", "lower",
           "a student regressing a deep net's logits (L2, no labels) beats one trained on the labels",
           paper="CIFAR-10 error: 21.8 % on labels -> 15.1 % mimicking (teacher 12.0 %)"),
-    Claim("ba.ensemble_teacher", "ba", "soft_targets", "test errors", "lower",
+    Claim("ba.ensemble_teacher", "ba", "what_soft_targets_carry", "test errors", "lower",
           "mimicking an ensemble beats mimicking a single teacher",
           paper="CIFAR-10 error: 15.1 % -> 14.2 %"),
     Claim("breiman.breast_cancer", "breiman", "born_again", "test error (%)", "lower",

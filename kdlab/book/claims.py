@@ -44,6 +44,7 @@ LEVEL = 0.95
 # chapter reads their JSON; it checks some claims itself, on its common setting).
 CHAPTERS = (
     "soft_targets",
+    "what_soft_targets_carry",
     "born_again",
     "fitnets",
     "fsp",

@@ -102,6 +102,19 @@ def book_teacher(
     return teacher(mnist, architecture, device=device, **recipe)
 
 
+def hinton_table_teacher(
+    kind: str, profile: str, split: Split, *, hinton_epochs: int, device: str | torch.device | None = None
+) -> Result:
+    """The teacher of Hinton et al.'s MNIST table, shared by the soft-target chapters: ``"book"``,
+    :func:`book_teacher` at ``profile``; ``"hinton"``, the paper's 1200-1200 dropout MLP trained on
+    ``split`` for ``hinton_epochs`` cosine epochs of images jittered as the paper did (:data:`JITTER`)."""
+    _checks.choice("kind", kind, ("book", "hinton"))
+    if kind == "book":
+        return book_teacher(profile, device=device)
+    _checks.at_least("hinton_epochs", hinton_epochs, 1)
+    return teacher(split, "hinton", epochs=hinton_epochs, schedule="cosine", augment=JITTER, device=device)
+
+
 def benchmark_teacher(
     name: str, split: Split, *, epochs: int | None = None, device: str | torch.device | None = None
 ) -> Result:
