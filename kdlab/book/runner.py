@@ -307,9 +307,9 @@ def execute_all(
     seconds: dict[str, float] = {}
     keys, earlier, first, last = {}, [], [], []
     for name in chapters(root):
-        source = root / "book" / f"{name}.ipynb"
-        key_parts = [source.read_bytes().hex(), profile, repr(sorted(parameters.items())), package]
-        reads = json.loads(source.read_text()).get("metadata", {}).get("kdlab", {}).get("reads_results")
+        notebook = (root / "book" / f"{name}.ipynb").read_bytes()
+        key_parts = [notebook.hex(), profile, repr(sorted(parameters.items())), package]
+        reads = json.loads(notebook).get("metadata", {}).get("kdlab", {}).get("reads_results")
         if reads:
             key_parts += earlier
         keys[name] = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()
